@@ -1,0 +1,15 @@
+//! In-memory implementations of every keel port.
+//!
+//! They are the embedded default of the `keel` server (no `DATABASE_URL`) and the fixture of
+//! unit tests. Each keeps the same contract as its Postgres/Redis twin (the shared suites in
+//! `keel_domain::testkit` prove it), with atomicity from one lock per store instead of a
+//! database transaction. Nothing here survives a restart.
+
+pub mod clock;
+pub mod health;
+pub mod idempotency;
+pub mod ratelimit;
+
+pub use clock::ManualClock;
+pub use health::MemoryHealth;
+pub use idempotency::MemoryIdempotencyStore;

@@ -1,0 +1,19 @@
+//! Postgres adapters for keel: the system of record.
+//!
+//! diesel's query builder over diesel-async connections from a deadpool pool. Every use case
+//! that changes several rows runs in one transaction on one pooled connection; correctness rules
+//! are enforced again by the schema (unique keys, checks, triggers), see `migrations/`.
+
+pub mod error;
+pub mod health;
+pub mod idempotency;
+pub mod migrate;
+pub mod pool;
+pub mod schema;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use health::PgHealth;
+pub use idempotency::PgIdempotencyStore;
+pub use pool::PgPool;

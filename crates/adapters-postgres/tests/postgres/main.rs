@@ -1,0 +1,5 @@
+//! Integration tests against a real Postgres (`DATABASE_URL`): each test gets its own database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod idempotency;
+mod migrations;

@@ -1,0 +1,110 @@
+//! The shared connection pool, its key prefix and its timeouts.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_redis::redis::AsyncConnectionConfig;
+use deadpool_redis::{Connection, Manager, Pool, Runtime};
+use keel_domain::StoreError;
+
+/// Prefix of every key unless [`RedisPool::with_prefix`] says otherwise.
+pub const DEFAULT_PREFIX: &str = "keel";
+
+/// Longest time one operation (waiting for a connection, connecting, one round trip) may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A pool of multiplexed Redis connections plus the prefix of every key this process uses.
+///
+/// Cloning is cheap and shares the pool.
+#[derive(Clone)]
+pub struct RedisPool {
+    pool: Pool,
+    prefix: Arc<str>,
+}
+
+impl RedisPool {
+    /// Builds a pool of at most `max_size` connections to `url` and checks it with one `PING`.
+    ///
+    /// Connecting, waiting for a free connection and every reply are bounded by
+    /// [`COMMAND_TIMEOUT`]. Fails with [`StoreError::Unavailable`] when the URL is invalid or
+    /// Redis does not answer.
+    pub async fn connect(url: &str, max_size: usize) -> Result<Self, StoreError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
+        let manager = Manager::new_with_config(url, config)
+            .map_err(|e| unavailable(format!("invalid Redis URL: {e}")))?;
+        let pool = Pool::builder(manager)
+            .max_size(max_size.max(1))
+            .wait_timeout(Some(COMMAND_TIMEOUT))
+            .create_timeout(Some(COMMAND_TIMEOUT))
+            .recycle_timeout(Some(COMMAND_TIMEOUT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(unavailable)?;
+        let pool = Self {
+            pool,
+            prefix: DEFAULT_PREFIX.into(),
+        };
+        pool.ping().await?;
+        Ok(pool)
+    }
+
+    /// The same pool, with `prefix` in front of every key.
+    pub fn with_prefix(self, prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into().into(),
+            ..self
+        }
+    }
+
+    /// The prefix in front of every key.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The full key `{prefix}:{suffix}`.
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.prefix)
+    }
+
+    /// Runs `op` on a pooled connection, within [`COMMAND_TIMEOUT`] overall.
+    pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            let conn = self.pool.get().await.map_err(unavailable)?;
+            op(conn).await.map_err(unavailable)
+        };
+        tokio::time::timeout(COMMAND_TIMEOUT, attempt)
+            .await
+            .map_err(|_| unavailable(format!("no answer within {COMMAND_TIMEOUT:?}")))?
+    }
+
+    /// Sends one `PING`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(
+            |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
+        )
+        .await
+        .map(drop)
+    }
+}
+
+impl fmt::Debug for RedisPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisPool")
+            .field("prefix", &self.prefix)
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+/// A Redis or pool failure as the domain sees it.
+pub(crate) fn unavailable(reason: impl fmt::Display) -> StoreError {
+    StoreError::unavailable("redis", reason)
+}

@@ -1,0 +1,31 @@
+//! The `keel` command line.
+
+use clap::{Parser, Subcommand};
+
+/// keel: money, scores, seats and personal data kept correct under retries, races and floods.
+///
+/// Settings come from config/default.toml, the file named by KEEL_CONFIG, and environment
+/// variables (KEEL_*, DATABASE_URL, REDIS_URL); see README.md for the full table.
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, about, long_about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// keel's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    ///
+    /// Without DATABASE_URL keel runs on in-memory stores (the embedded default: nothing is kept
+    /// across restarts). With DATABASE_URL it uses Postgres, applying migrations first when
+    /// KEEL_MIGRATE=true; with REDIS_URL it shares limits and caches through Redis. SIGTERM or
+    /// Ctrl-C stops accepting connections, lets in-flight requests finish and closes the pools.
+    Serve,
+    /// Apply pending database migrations to DATABASE_URL, then exit.
+    ///
+    /// Safe to run from several nodes at once: an advisory lock makes them take turns.
+    Migrate,
+}

@@ -1,0 +1,309 @@
+//! Operator settings: `config/default.toml`, then the file named by `KEEL_CONFIG`, then env.
+//!
+//! Read once at start into typed [`Settings`]; a bad value stops start-up with the setting's
+//! name and the reason.
+
+mod env;
+mod secret;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use env::Env;
+pub use secret::Secret;
+
+/// The defaults shipped with keel (the workspace's `config/default.toml`, compiled in).
+pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
+
+/// A setting that could not be used; start-up stops with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {key}: {reason}")]
+pub struct ConfigError {
+    /// The env variable or file key at fault, e.g. `KEEL_BIND` or `server.bind`.
+    pub key: String,
+    /// Why the value is refused.
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(key: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Every setting of a keel process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP server.
+    pub server: ServerSettings,
+    /// Postgres, the system of record.
+    pub database: DatabaseSettings,
+    /// Redis, the shared cache and coordination layer.
+    pub redis: RedisSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Signing and encryption keys.
+    pub secrets: SecretSettings,
+    /// The admin account created at start if absent.
+    pub bootstrap: BootstrapSettings,
+    /// Rate-limit policy per class.
+    pub rate: RateSettings,
+    /// `Idempotency-Key` record lifetimes.
+    pub idempotency: IdempotencySettings,
+    /// The payment provider.
+    pub revio: RevioSettings,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on (`KEEL_BIND`).
+    pub bind: SocketAddr,
+    /// Largest request body accepted, in bytes (`KEEL_BODY_LIMIT`).
+    pub body_limit_bytes: usize,
+    /// HTTP worker threads; 0 = one per core (`KEEL_HTTP_WORKERS`).
+    pub http_workers: usize,
+    /// Grace period for in-flight requests at shutdown (`KEEL_SHUTDOWN_TIMEOUT_SECS`).
+    pub shutdown_timeout_secs: u64,
+    /// Peers whose `X-Forwarded-For` is trusted (`KEEL_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// Postgres settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connection URL (`DATABASE_URL`); empty selects the in-memory stores.
+    pub url: Secret<String>,
+    /// Apply pending migrations at start (`KEEL_MIGRATE`).
+    pub migrate: bool,
+    /// Pool size (`KEEL_DB_POOL_SIZE`).
+    pub pool_size: usize,
+}
+
+/// Redis settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Connection URL (`REDIS_URL`); empty means no Redis.
+    pub url: Secret<String>,
+    /// Pool size (`KEEL_REDIS_POOL_SIZE`).
+    pub pool_size: usize,
+    /// Prefix of every key keel writes (`KEEL_REDIS_PREFIX`).
+    pub key_prefix: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `tracing` filter directives (`KEEL_LOG`).
+    pub filter: String,
+    /// Output format (`KEEL_LOG_FORMAT`).
+    pub format: LogFormat,
+}
+
+/// Signing and encryption keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSettings {
+    /// HS256 key of access tokens (`KEEL_JWT_SECRET`).
+    pub jwt_secret: Secret<String>,
+    /// HMAC key of scoreboard action tokens (`KEEL_ACTION_TOKEN_SECRET`).
+    pub action_token_secret: Secret<String>,
+    /// PII encryption keys, `id:base64key,…`, first active (`KEEL_PII_KEYS`).
+    pub pii_keys: Secret<String>,
+}
+
+/// Bootstrap admin account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapSettings {
+    /// Email of the admin created at start if absent (`KEEL_BOOTSTRAP_ADMIN_EMAIL`).
+    pub admin_email: String,
+    /// Its password (`KEEL_BOOTSTRAP_ADMIN_PASSWORD`).
+    pub admin_password: Secret<String>,
+}
+
+/// Rate-limit policy per class: `<count>/<second|minute|hour>` or `off` (`KEEL_RATE_<CLASS>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSettings {
+    /// Login and registration, per IP and per account.
+    pub auth: String,
+    /// Attendance scans, per user and per IP.
+    pub scan: String,
+    /// Score updates, per user.
+    pub score: String,
+    /// Costly operations, per user.
+    pub expensive: String,
+    /// Everything else, per user or IP.
+    pub default: String,
+}
+
+/// `Idempotency-Key` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencySettings {
+    /// Record lifetime in seconds (`KEEL_IDEMPOTENCY_TTL_SECS`).
+    pub ttl_secs: u64,
+    /// In-flight lease in seconds (`KEEL_IDEMPOTENCY_LEASE_SECS`).
+    pub lease_secs: u64,
+}
+
+/// Payment provider settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevioSettings {
+    /// A real provider's base URL (`KEEL_REVIO_URL`); empty = the built-in simulator.
+    pub url: String,
+    /// PEM public key verifying webhook signatures (`KEEL_REVIO_PUBLIC_KEY`).
+    pub public_key: String,
+    /// Standard Webhooks secret, `whsec_…` (`KEEL_REVIO_WEBHOOK_SECRET`).
+    pub webhook_secret: Secret<String>,
+    /// Simulator completion delay (`KEEL_REVIO_SIM_DELAY_MS`).
+    pub sim_delay_ms: u64,
+}
+
+/// Values in `config/default.toml` that must never protect real data.
+const DEV_SECRET_MARKER: &str = "dev-only";
+
+impl Settings {
+    /// Loads the settings of this process from its real environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(&Env::from_process())
+    }
+
+    /// Loads the settings from the shipped defaults, the optional `KEEL_CONFIG` file and `env`.
+    pub fn load_from(env: &Env) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = DEFAULT_TOML
+            .parse()
+            .map_err(|e| ConfigError::new("config/default.toml", e))?;
+        if let Some(path) = env.get("KEEL_CONFIG") {
+            merge(&mut table, read_file(Path::new(&path))?);
+        }
+        let mut settings: Settings = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::new("config", e.message()))?;
+        env::apply_overrides(&mut settings, env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The Postgres URL, if one is configured.
+    pub fn database_url(&self) -> Option<&str> {
+        Some(self.database.url.expose().as_str()).filter(|u| !u.is_empty())
+    }
+
+    /// The Redis URL, if one is configured.
+    pub fn redis_url(&self) -> Option<&str> {
+        Some(self.redis.url.expose().as_str()).filter(|u| !u.is_empty())
+    }
+
+    /// Names of the secret settings still holding their dev-only default.
+    pub fn dev_default_secrets(&self) -> Vec<&'static str> {
+        let s = &self.secrets;
+        [
+            ("KEEL_JWT_SECRET", s.jwt_secret.expose()),
+            ("KEEL_ACTION_TOKEN_SECRET", s.action_token_secret.expose()),
+            ("KEEL_PII_KEYS", s.pii_keys.expose()),
+        ]
+        .into_iter()
+        .filter(|(_, value)| value.contains(DEV_SECRET_MARKER) || value.starts_with("dev:"))
+        .map(|(name, _)| name)
+        .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |key: &str, value: u64| {
+            if value == 0 {
+                Err(ConfigError::new(key, "must be greater than 0"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("KEEL_BODY_LIMIT", self.server.body_limit_bytes as u64)?;
+        positive("KEEL_DB_POOL_SIZE", self.database.pool_size as u64)?;
+        positive("KEEL_REDIS_POOL_SIZE", self.redis.pool_size as u64)?;
+        positive("KEEL_IDEMPOTENCY_TTL_SECS", self.idempotency.ttl_secs)?;
+        positive("KEEL_IDEMPOTENCY_LEASE_SECS", self.idempotency.lease_secs)?;
+        for (key, url, schemes) in [
+            (
+                "DATABASE_URL",
+                self.database.url.expose(),
+                &["postgres://", "postgresql://"][..],
+            ),
+            (
+                "REDIS_URL",
+                self.redis.url.expose(),
+                &["redis://", "rediss://", "redis+unix://"][..],
+            ),
+        ] {
+            if !url.is_empty() && !schemes.iter().any(|s| url.starts_with(s)) {
+                return Err(ConfigError::new(
+                    key,
+                    format!("must start with {}", schemes.join(" or ")),
+                ));
+            }
+        }
+        if self.secrets.jwt_secret.expose().len() < 32 {
+            return Err(ConfigError::new(
+                "KEEL_JWT_SECRET",
+                "must be at least 32 bytes",
+            ));
+        }
+        if self.secrets.action_token_secret.expose().len() < 32 {
+            return Err(ConfigError::new(
+                "KEEL_ACTION_TOKEN_SECRET",
+                "must be at least 32 bytes",
+            ));
+        }
+        env::validate_rates(&self.rate)?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .map_err(|e| ConfigError::new("KEEL_LOG", e))?;
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            "KEEL_CONFIG",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    text.parse()
+        .map_err(|e| ConfigError::new("KEEL_CONFIG", format!("{}: {e}", path.display())))
+}
+
+/// Overlays `overlay` on `base`, table by table.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+use super::*;
+
+fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    Settings::load_from(&Env::from_pairs(pairs.iter().copied()))
+}
+
+#[test]
+fn defaults_are_the_embedded_memory_setup() {
+    let s = load(&[]).unwrap();
+    assert_eq!(s.server.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.server.body_limit_bytes, 1024 * 1024);
+    assert_eq!(s.database_url(), None);
+    assert_eq!(s.redis_url(), None);
+    assert!(!s.database.migrate);
+    assert_eq!(s.rate.score, "100/hour");
+    assert_eq!(
+        s.dev_default_secrets(),
+        vec![
+            "KEEL_JWT_SECRET",
+            "KEEL_ACTION_TOKEN_SECRET",
+            "KEEL_PII_KEYS"
+        ]
+    );
+}
+
+#[test]
+fn env_overrides_the_defaults() {
+    let s = load(&[
+        ("KEEL_BIND", "0.0.0.0:9000"),
+        ("DATABASE_URL", "postgres://u@h/db"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/2"),
+        ("KEEL_MIGRATE", "1"),
+        ("KEEL_RATE_AUTH", "5/second"),
+        ("KEEL_RATE_SCORE", "off"),
+        ("KEEL_LOG_FORMAT", "json"),
+        ("KEEL_TRUSTED_PROXIES", "10.0.0.1, ::1"),
+        ("KEEL_JWT_SECRET", "a-real-secret-of-at-least-32-bytes-long"),
+    ])
+    .unwrap();
+    assert_eq!(s.server.bind.port(), 9000);
+    assert_eq!(s.database_url(), Some("postgres://u@h/db"));
+    assert_eq!(s.redis_url(), Some("redis://127.0.0.1:6379/2"));
+    assert!(s.database.migrate);
+    assert_eq!(s.rate.auth, "5/second");
+    assert_eq!(s.rate.score, "off");
+    assert_eq!(s.log.format, LogFormat::Json);
+    assert_eq!(s.server.trusted_proxies.len(), 2);
+    assert!(!s.dev_default_secrets().contains(&"KEEL_JWT_SECRET"));
+}
+
+#[test]
+fn a_bad_value_names_its_setting() {
+    let cases = [
+        ("KEEL_BIND", "localhost"),
+        ("KEEL_MIGRATE", "perhaps"),
+        ("KEEL_RATE_AUTH", "10 per minute"),
+        ("KEEL_RATE_SCAN", "0/minute"),
+        ("KEEL_RATE_DEFAULT", "5/fortnight"),
+        ("DATABASE_URL", "mysql://x"),
+        ("REDIS_URL", "http://x"),
+        ("KEEL_BODY_LIMIT", "0"),
+        ("KEEL_JWT_SECRET", "short"),
+        ("KEEL_LOG_FORMAT", "xml"),
+        ("KEEL_TRUSTED_PROXIES", "not-an-ip"),
+        ("KEEL_LOG", "info,[[[bad"),
+    ];
+    for (key, value) in cases {
+        let err = load(&[(key, value)]).expect_err(key);
+        assert_eq!(err.key, key, "{err}");
+    }
+}
+
+#[test]
+fn a_config_file_overlays_the_defaults_and_env_wins() {
+    let dir = std::env::temp_dir().join(format!("keel-config-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("keel.toml");
+    std::fs::write(
+        &file,
+        "[server]\nbind = \"127.0.0.1:7000\"\n[rate]\nauth = \"3/minute\"\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let s = load(&[("KEEL_CONFIG", path), ("KEEL_RATE_AUTH", "4/minute")]).unwrap();
+    assert_eq!(s.server.bind.port(), 7000);
+    assert_eq!(s.rate.auth, "4/minute");
+    assert_eq!(
+        s.server.body_limit_bytes,
+        1024 * 1024,
+        "untouched keys keep their default"
+    );
+
+    std::fs::write(&file, "[server]\nbind = 12\n").unwrap();
+    assert!(load(&[("KEEL_CONFIG", path)]).is_err());
+    std::fs::write(&file, "[server]\nbnid = \"127.0.0.1:1\"\n").unwrap();
+    assert!(
+        load(&[("KEEL_CONFIG", path)]).is_err(),
+        "unknown keys are refused"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = load(&[("KEEL_CONFIG", "/nonexistent/keel.toml")]).unwrap_err();
+    assert_eq!(err.key, "KEEL_CONFIG");
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let s = load(&[("DATABASE_URL", "postgres://u:pa55word@h/db")]).unwrap();
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("pa55word"));
+    assert!(!debug.contains("dev-only-jwt"));
+}

@@ -1,0 +1,72 @@
+//! The `keel` binary: `keel [serve]` and `keel migrate`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use keel_adapters_postgres::migrate::run_pending_migrations;
+use keel_app_http::cli::{Cli, Command};
+use keel_app_http::state::Backend;
+use keel_app_http::{Application, Settings, StartupError, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("keel: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log);
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => migrate(&settings).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "keel failed");
+            eprintln!("keel: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), StartupError> {
+    for name in settings.dev_default_secrets() {
+        tracing::warn!(
+            setting = name,
+            "DEV-ONLY DEFAULT SECRET IN USE: set {name} before handling real data"
+        );
+    }
+    let bind = settings.server.bind;
+    let app = Application::build(settings).await?;
+    match app.backend() {
+        Backend::Memory => tracing::warn!(
+            "no DATABASE_URL: serving from IN-MEMORY stores (the embedded default); nothing survives a restart"
+        ),
+        Backend::Postgres => tracing::info!("serving from Postgres"),
+    }
+    tracing::info!(address = %bind, port = app.port(), "keel listening on http://{}:{}", bind.ip(), app.port());
+    app.run_until_signalled().await?;
+    Ok(())
+}
+
+async fn migrate(settings: &Settings) -> Result<(), StartupError> {
+    let Some(url) = settings.database_url() else {
+        return Err(StartupError::Config(keel_app_http::config::ConfigError {
+            key: "DATABASE_URL".into(),
+            reason: "is required by `keel migrate`".into(),
+        }));
+    };
+    let applied = run_pending_migrations(url).await?;
+    if applied.is_empty() {
+        println!("keel: database is up to date");
+    } else {
+        for version in &applied {
+            println!("keel: applied migration {version}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! The `Clock` port: every rule that depends on time takes "now" from here, so tests can fix it.
+
+use chrono::{DateTime, Utc};
+
+/// Source of the current time.
+pub trait Clock: Send + Sync + 'static {
+    /// The current instant in UTC.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,8 @@
+//! Contract test suites, one per port, generic over the implementation.
+//!
+//! Each adapter crate runs the same suite against its own implementation (memory in unit tests,
+//! Postgres/Redis in integration tests), so every implementation keeps one contract. Suites
+//! isolate themselves with fresh random scopes and keys, so they may share a store.
+
+pub mod idempotency_store;
+pub mod rate_limiter;

@@ -1,0 +1,134 @@
+//! A closed-loop HTTP/1.1 load generator on hyper: N keep-alive connections, each sending the
+//! next request as soon as the previous answer arrived, for a fixed time. Loopback only.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// How hard and how long to push.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Measured time per run (after a short warm-up).
+    pub duration: Duration,
+    /// Concurrent connections.
+    pub connections: usize,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct LoadResult {
+    /// Requests per second with a 2xx answer.
+    pub rps: f64,
+    /// Median latency in microseconds.
+    pub p50_us: u64,
+    /// 99th percentile latency in microseconds.
+    pub p99_us: u64,
+    /// Non-2xx answers and transport errors.
+    pub errors: u64,
+}
+
+impl LoadResult {
+    /// The run with the median throughput.
+    pub fn median(mut runs: Vec<LoadResult>) -> LoadResult {
+        runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        let mid = runs.len() / 2;
+        runs.swap_remove(mid)
+    }
+}
+
+const WARM_UP: Duration = Duration::from_millis(500);
+/// Highest latency the histogram tracks (60 s, in µs).
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// Runs one load test against `url` (must be `http://127.0.0.1:…` or `http://[::1]:…`).
+pub fn run(url: &str, config: &LoadConfig) -> Result<LoadResult, String> {
+    let target: hyper::Uri = url.parse().map_err(|e| format!("bad url {url}: {e}"))?;
+    let host = target.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    if host != "127.0.0.1" && host != "::1" && host != "localhost" {
+        return Err(format!("load tests only target loopback, not {host}"));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(drive(target, config.clone()))
+}
+
+async fn drive(target: hyper::Uri, config: LoadConfig) -> Result<LoadResult, String> {
+    let started = Instant::now();
+    let measure_from = started + WARM_UP;
+    let stop_at = measure_from + config.duration;
+    let tasks: Vec<_> = (0..config.connections)
+        .map(|_| tokio::spawn(connection(target.clone(), measure_from, stop_at)))
+        .collect();
+    let mut histogram = new_histogram()?;
+    let mut ok = 0u64;
+    let mut errors = 0u64;
+    for task in tasks {
+        let (h, o, e) = task.await.map_err(|e| e.to_string())??;
+        histogram.add(h).map_err(|e| e.to_string())?;
+        ok += o;
+        errors += e;
+    }
+    Ok(LoadResult {
+        rps: ok as f64 / config.duration.as_secs_f64(),
+        p50_us: histogram.value_at_quantile(0.50),
+        p99_us: histogram.value_at_quantile(0.99),
+        errors,
+    })
+}
+
+fn new_histogram() -> Result<Histogram<u64>, String> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(|e| e.to_string())
+}
+
+async fn connection(
+    target: hyper::Uri,
+    measure_from: Instant,
+    stop_at: Instant,
+) -> Result<(Histogram<u64>, u64, u64), String> {
+    let authority = target.authority().map(|a| a.to_string()).unwrap_or_default();
+    let path = target.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let stream = TcpStream::connect(&authority).await.map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(conn);
+    let mut histogram = new_histogram()?;
+    let (mut ok, mut errors) = (0u64, 0u64);
+    while Instant::now() < stop_at {
+        let request = Request::get(path.as_str())
+            .header("host", authority.as_str())
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let sent = Instant::now();
+        let outcome = match sender.send_request(request).await {
+            Ok(response) => {
+                let success = response.status().is_success();
+                response.into_body().collect().await.is_ok() && success
+            }
+            Err(_) => false,
+        };
+        if sent < measure_from {
+            continue;
+        }
+        if outcome {
+            ok += 1;
+            let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(MAX_LATENCY_US);
+            histogram.saturating_record(micros.max(1));
+        } else {
+            errors += 1;
+            if sender.ready().await.is_err() {
+                break;
+            }
+        }
+    }
+    driver.abort();
+    Ok((histogram, ok, errors))
+}

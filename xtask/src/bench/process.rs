@@ -1,0 +1,68 @@
+//! Servers under test, run as child processes and killed when dropped.
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child server listening on a loopback port.
+pub struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    /// The hello-world baseline (this xtask binary, re-executed).
+    pub fn hello_world(workers: usize) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let port = free_port()?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["hello-server", "--port", &port.to_string(), "--workers", &workers.to_string()]);
+        Self::start(cmd, port)
+    }
+
+    /// The `keel` binary on in-memory stores, with extra env settings.
+    pub fn keel(binary: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
+        let port = free_port()?;
+        let mut cmd = Command::new(binary);
+        cmd.env("KEEL_BIND", format!("127.0.0.1:{port}")).env("KEEL_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::start(cmd, port)
+    }
+
+    fn start(mut cmd: Command, port: u16) -> Result<Self, String> {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("{cmd:?} did not listen on port {port}"))
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}

@@ -1,0 +1,59 @@
+//! Ratio tables and the sections of docs/BENCHMARKS.md.
+
+use std::fmt::Write;
+
+use super::Row;
+use super::loadgen::LoadConfig;
+use crate::workspace_root;
+
+const HEADER: &str = "# Benchmarks\n\nWritten by `cargo xtask bench <name>`. This machine is noisy: each figure is \
+the median of alternating rounds, and the column that matters is the ratio against the baseline \
+measured in the same run.\n";
+
+/// A markdown table of rows, ratios against the first row.
+pub fn table(rows: &[Row]) -> String {
+    let base = rows.first().map_or(1.0, |r| r.result.rps.max(f64::MIN_POSITIVE));
+    let mut out = String::from("| what | req/s | ratio | p50 | p99 | errors |\n|---|---:|---:|---:|---:|---:|\n");
+    for row in rows {
+        let r = &row.result;
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.2}× | {:.2} ms | {:.2} ms | {} |",
+            row.label,
+            r.rps,
+            r.rps / base,
+            r.p50_us as f64 / 1000.0,
+            r.p99_us as f64 / 1000.0,
+            r.errors
+        );
+    }
+    out
+}
+
+/// The markdown section of one bench.
+pub fn section(name: &str, config: &LoadConfig, rounds: usize, table: &str) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "## {name}\n\n`cargo xtask bench {name}` on {cores} cores: {connections} keep-alive connections, \
+         {secs} s per round, {rounds} rounds, one server worker each, closed-loop hyper client in the same \
+         machine.\n\n{table}",
+        connections = config.connections,
+        secs = config.duration.as_secs(),
+    )
+}
+
+/// Replaces (or appends) the `name` section of docs/BENCHMARKS.md.
+pub fn write_section(name: &str, body: &str) -> Result<(), String> {
+    let path = workspace_root().join("docs/BENCHMARKS.md");
+    let current = std::fs::read_to_string(&path).unwrap_or_else(|_| HEADER.to_owned());
+    let begin = format!("<!-- bench:{name}:begin -->");
+    let end = format!("<!-- bench:{name}:end -->");
+    let block = format!("{begin}\n{body}{end}");
+    let updated = match (current.find(&begin), current.find(&end)) {
+        (Some(b), Some(e)) if b < e => format!("{}{block}{}", &current[..b], &current[e + end.len()..]),
+        _ => format!("{}\n{block}\n", current.trim_end()),
+    };
+    std::fs::write(&path, updated).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
