@@ -85,6 +85,11 @@ impl RedisPool {
             .map_err(|_| unavailable(format!("no answer within {COMMAND_TIMEOUT:?}")))?
     }
 
+    /// Closes the pool: idle connections are dropped and no new ones are handed out.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
     /// Sends one `PING`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.run(

@@ -48,6 +48,9 @@ async fn serve(settings: Settings) -> Result<(), StartupError> {
         ),
         Backend::Postgres => tracing::info!("serving from Postgres"),
     }
+    if app.has_redis() {
+        tracing::info!("Redis configured: rate limits and caches are shared across nodes");
+    }
     tracing::info!(address = %bind, port = app.port(), "keel listening on http://{}:{}", bind.ip(), app.port());
     app.run_until_signalled().await?;
     Ok(())

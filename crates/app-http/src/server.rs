@@ -106,6 +106,11 @@ impl Application {
         self.stores.backend
     }
 
+    /// Whether Redis is configured.
+    pub fn has_redis(&self) -> bool {
+        self.stores.has_redis()
+    }
+
     /// A handle to stop the server from elsewhere (tests, signals).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()

@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
+use keel_adapters_memory::ratelimit::MemoryRateLimiter;
 use keel_adapters_memory::{MemoryHealth, MemoryIdempotencyStore};
 use keel_adapters_postgres::migrate::run_pending_migrations;
 use keel_adapters_postgres::{PgHealth, PgIdempotencyStore, PgPool};
+use keel_adapters_redis::{RedisHealth, RedisPool, RedisRateLimiter};
 use keel_domain::StoreError;
 use keel_domain::health::HealthProbe;
 use keel_domain::idempotency::IdempotencyStore;
+use keel_domain::ratelimit::RateLimiter;
 
 use crate::config::Settings;
 
@@ -27,9 +30,12 @@ pub struct Stores {
     pub backend: Backend,
     /// `Idempotency-Key` records.
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Rate-limit budgets: in Redis when configured (shared by all nodes), else in process.
+    pub rate_limiter: Arc<dyn RateLimiter>,
     /// One probe per configured dependency, for `/readyz`.
     pub probes: Vec<Arc<dyn HealthProbe>>,
     postgres: Option<PgPool>,
+    redis: Option<RedisPool>,
 }
 
 impl Stores {
@@ -38,8 +44,10 @@ impl Stores {
         Self {
             backend: Backend::Memory,
             idempotency: Arc::new(MemoryIdempotencyStore::new()),
+            rate_limiter: Arc::new(MemoryRateLimiter::new()),
             probes: vec![Arc::new(MemoryHealth)],
             postgres: None,
+            redis: None,
         }
     }
 
@@ -48,28 +56,56 @@ impl Stores {
         Self {
             backend: Backend::Postgres,
             idempotency: Arc::new(PgIdempotencyStore::new(pool.clone())),
+            rate_limiter: Arc::new(MemoryRateLimiter::new()),
             probes: vec![Arc::new(PgHealth::new(pool.clone()))],
             postgres: Some(pool),
+            redis: None,
         }
     }
 
+    /// The same stores with Redis as the shared coordination layer.
+    pub fn with_redis(mut self, pool: RedisPool) -> Self {
+        self.rate_limiter = Arc::new(RedisRateLimiter::new(pool.clone()));
+        self.probes.push(Arc::new(RedisHealth::new(pool.clone())));
+        self.redis = Some(pool);
+        self
+    }
+
     /// Connects the stores named by `settings`: Postgres when `DATABASE_URL` is set (migrating
-    /// first when `KEEL_MIGRATE` is on), else memory.
+    /// first when `KEEL_MIGRATE` is on), else memory; plus Redis when `REDIS_URL` is set.
     pub async fn connect(settings: &Settings) -> Result<Self, StoreError> {
-        let Some(url) = settings.database_url() else {
-            return Ok(Self::memory());
+        let stores = match settings.database_url() {
+            None => Self::memory(),
+            Some(url) => {
+                if settings.database.migrate {
+                    let applied = run_pending_migrations(url).await?;
+                    tracing::info!(count = applied.len(), ?applied, "migrations applied");
+                }
+                Self::postgres(PgPool::connect(url, settings.database.pool_size).await?)
+            }
         };
-        if settings.database.migrate {
-            let applied = run_pending_migrations(url).await?;
-            tracing::info!(count = applied.len(), ?applied, "migrations applied");
-        }
-        let pool = PgPool::connect(url, settings.database.pool_size).await?;
-        Ok(Self::postgres(pool))
+        Ok(match settings.redis_url() {
+            None => stores,
+            Some(url) => {
+                let pool = RedisPool::connect(url, settings.redis.pool_size)
+                    .await?
+                    .with_prefix(settings.redis.key_prefix.clone());
+                stores.with_redis(pool)
+            }
+        })
+    }
+
+    /// Whether Redis is configured.
+    pub fn has_redis(&self) -> bool {
+        self.redis.is_some()
     }
 
     /// Closes every pool; in-flight users finish with the connections they hold.
     pub fn close(&self) {
         if let Some(pool) = &self.postgres {
+            pool.close();
+        }
+        if let Some(pool) = &self.redis {
             pool.close();
         }
     }

@@ -8,7 +8,7 @@ use keel_domain::StoreError;
 use keel_domain::health::HealthProbe;
 
 use crate::support::{
-    assert_problem, spawn_app, spawn_app_on, spawn_app_on_postgres, test_settings,
+    assert_problem, spawn_app, spawn_app_on, spawn_app_on_services, test_settings,
 };
 
 #[tokio::test]
@@ -63,7 +63,7 @@ async fn readyz_names_the_dependency_that_is_down() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_backed_server_migrates_and_reports_ready_then_not_ready_when_cut_off() {
-    let Some(app) = spawn_app_on_postgres().await else {
+    let Some(app) = spawn_app_on_services().await else {
         return;
     };
     let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();

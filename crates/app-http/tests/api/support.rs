@@ -5,6 +5,7 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use keel_adapters_postgres::testkit::TestDatabase;
+use keel_adapters_redis::testkit::{TestRedis, test_redis};
 use keel_app_http::config::Env;
 use keel_app_http::server::ApiRoutes;
 use keel_app_http::state::Stores;
@@ -16,6 +17,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     handle: ServerHandle,
     pub db: Option<TestDatabase>,
+    pub redis: Option<TestRedis>,
 }
 
 impl TestApp {
@@ -59,13 +61,23 @@ pub fn spawn_app_with_routes(
     start(test_settings(&[]), Stores::memory(), None, Arc::new(routes))
 }
 
-/// The server on a fresh Postgres database, started exactly as the binary does
-/// (`Application::build` from `DATABASE_URL`); `None` when Postgres tests are skipped.
-pub async fn spawn_app_on_postgres() -> Option<TestApp> {
+/// The server on a fresh Postgres database and a private Redis key prefix, started exactly as
+/// the binary does (`Application::build` from `DATABASE_URL` / `REDIS_URL`, migrating at
+/// start); `None` when service tests are skipped.
+pub async fn spawn_app_on_services() -> Option<TestApp> {
     let db = TestDatabase::create().await?;
-    let settings = test_settings(&[("DATABASE_URL", db.url()), ("KEEL_MIGRATE", "true")]);
+    let redis = test_redis().await?;
+    let redis_url = std::env::var("REDIS_URL").unwrap();
+    let settings = test_settings(&[
+        ("DATABASE_URL", db.url()),
+        ("KEEL_MIGRATE", "true"),
+        ("REDIS_URL", &redis_url),
+        ("KEEL_REDIS_PREFIX", redis.pool().prefix()),
+    ]);
     let app = Application::build(settings).await.unwrap();
-    Some(run(app, Some(db)))
+    let mut app = run(app, Some(db));
+    app.redis = Some(redis);
+    Some(app)
 }
 
 fn start(
@@ -89,6 +101,7 @@ fn run(app: Application, db: Option<TestDatabase>) -> TestApp {
         client: reqwest::Client::new(),
         handle,
         db,
+        redis: None,
     }
 }
 
