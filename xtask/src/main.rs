@@ -68,7 +68,9 @@ fn workspace_root() -> PathBuf {
 
 /// Runs a command to completion, failing with its name when it fails.
 fn run_command(cmd: &mut std::process::Command) -> Result<(), String> {
-    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {

@@ -45,14 +45,29 @@ pub fn run() -> Result<(), String> {
     if !postgres_up() {
         println!("starting PostgreSQL…");
         if !quiet_ok("service", &["postgresql", "start"]) {
-            let _ = quiet_ok("sh", &["-c", "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -1) main start"]);
+            let _ = quiet_ok(
+                "sh",
+                &[
+                    "-c",
+                    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -1) main start",
+                ],
+            );
         }
         wait_for("PostgreSQL", postgres_up)?;
     }
     if !redis_up() {
         println!("starting Redis…");
         run_command(Command::new("redis-server").args([
-            "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
         ]))?;
         wait_for("Redis", redis_up)?;
     }
@@ -66,7 +81,16 @@ pub fn migrate() -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_command(
         Command::new(cargo)
-            .args(["run", "--quiet", "-p", "keel-app-http", "--bin", "keel", "--", "migrate"])
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "keel-app-http",
+                "--bin",
+                "keel",
+                "--",
+                "migrate",
+            ])
             .env("DATABASE_URL", url)
             .current_dir(workspace_root()),
     )

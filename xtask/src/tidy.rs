@@ -9,16 +9,32 @@ use crate::workspace_root;
 
 /// Crates the domain must never reach, directly or transitively (name prefixes).
 const FORBIDDEN_IN_DOMAIN: &[&str] = &[
-    "actix", "diesel", "redis", "deadpool", "tokio", "async-std", "smol", "hyper", "reqwest", "postgres",
+    "actix",
+    "diesel",
+    "redis",
+    "deadpool",
+    "tokio",
+    "async-std",
+    "smol",
+    "hyper",
+    "reqwest",
+    "postgres",
 ];
 
 /// Docs that must exist at the workspace root.
-const REQUIRED_DOCS: &[&str] = &["README.md", "docs/ARCHITECTURE.md", "docs/PROBLEMS.md", "config/default.toml"];
+const REQUIRED_DOCS: &[&str] = &[
+    "README.md",
+    "docs/ARCHITECTURE.md",
+    "docs/PROBLEMS.md",
+    "config/default.toml",
+];
 
 pub fn run() -> Result<(), String> {
     let offenders = domain_forbidden_dependencies()?;
     if !offenders.is_empty() {
-        return Err(format!("keel-domain must stay pure but depends on: {offenders:?}"));
+        return Err(format!(
+            "keel-domain must stay pure but depends on: {offenders:?}"
+        ));
     }
     let missing = missing_docs();
     if !missing.is_empty() {
@@ -37,7 +53,10 @@ pub fn domain_forbidden_dependencies() -> Result<Vec<String>, String> {
         .output()
         .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
     if !output.status.success() {
-        return Err(format!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr)));
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
     let metadata: Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
     let names: HashMap<&str, &str> = metadata["packages"]
@@ -87,7 +106,11 @@ pub fn domain_forbidden_dependencies() -> Result<Vec<String>, String> {
 
 fn missing_docs() -> Vec<&'static str> {
     let root = workspace_root();
-    REQUIRED_DOCS.iter().copied().filter(|doc| !root.join(doc).exists()).collect()
+    REQUIRED_DOCS
+        .iter()
+        .copied()
+        .filter(|doc| !root.join(doc).exists())
+        .collect()
 }
 
 #[cfg(test)]

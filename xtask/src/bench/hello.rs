@@ -6,11 +6,16 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 pub fn serve(port: u16, workers: usize) -> Result<(), String> {
     actix_web::rt::System::new()
         .block_on(async move {
-            HttpServer::new(|| App::new().route("/", web::get().to(|| async { HttpResponse::Ok().body("hello") })))
-                .workers(workers)
-                .bind(("127.0.0.1", port))?
-                .run()
-                .await
+            HttpServer::new(|| {
+                App::new().route(
+                    "/",
+                    web::get().to(|| async { HttpResponse::Ok().body("hello") }),
+                )
+            })
+            .workers(workers)
+            .bind(("127.0.0.1", port))?
+            .run()
+            .await
         })
         .map_err(|e| format!("hello-world server failed: {e}"))
 }

@@ -48,7 +48,11 @@ const MAX_LATENCY_US: u64 = 60_000_000;
 /// Runs one load test against `url` (must be `http://127.0.0.1:…` or `http://[::1]:…`).
 pub fn run(url: &str, config: &LoadConfig) -> Result<LoadResult, String> {
     let target: hyper::Uri = url.parse().map_err(|e| format!("bad url {url}: {e}"))?;
-    let host = target.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    let host = target
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
     if host != "127.0.0.1" && host != "::1" && host != "localhost" {
         return Err(format!("load tests only target loopback, not {host}"));
     }
@@ -92,9 +96,17 @@ async fn connection(
     measure_from: Instant,
     stop_at: Instant,
 ) -> Result<(Histogram<u64>, u64, u64), String> {
-    let authority = target.authority().map(|a| a.to_string()).unwrap_or_default();
-    let path = target.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let stream = TcpStream::connect(&authority).await.map_err(|e| e.to_string())?;
+    let authority = target
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let path = target
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let stream = TcpStream::connect(&authority)
+        .await
+        .map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

@@ -83,7 +83,10 @@ fn healthz(args: &BenchArgs) -> Result<(), String> {
     let table = report::table(&rows);
     println!("{table}");
     if !args.no_write {
-        report::write_section("healthz", &report::section("healthz", &config, args.rounds, &table))?;
+        report::write_section(
+            "healthz",
+            &report::section("healthz", &config, args.rounds, &table),
+        )?;
     }
     Ok(())
 }
@@ -93,7 +96,15 @@ fn build_keel() -> Result<std::path::PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_command(
         std::process::Command::new(cargo)
-            .args(["build", "--release", "--quiet", "-p", "keel-app-http", "--bin", "keel"])
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "keel-app-http",
+                "--bin",
+                "keel",
+            ])
             .current_dir(workspace_root()),
     )?;
     let target = std::env::var("CARGO_TARGET_DIR")

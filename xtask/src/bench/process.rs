@@ -17,7 +17,13 @@ impl Server {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let port = free_port()?;
         let mut cmd = Command::new(exe);
-        cmd.args(["hello-server", "--port", &port.to_string(), "--workers", &workers.to_string()]);
+        cmd.args([
+            "hello-server",
+            "--port",
+            &port.to_string(),
+            "--workers",
+            &workers.to_string(),
+        ]);
         Self::start(cmd, port)
     }
 
@@ -25,7 +31,8 @@ impl Server {
     pub fn keel(binary: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
         let port = free_port()?;
         let mut cmd = Command::new(binary);
-        cmd.env("KEEL_BIND", format!("127.0.0.1:{port}")).env("KEEL_LOG", "warn");
+        cmd.env("KEEL_BIND", format!("127.0.0.1:{port}"))
+            .env("KEEL_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -64,5 +71,8 @@ impl Drop for Server {
 
 fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }

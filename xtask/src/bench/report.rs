@@ -12,8 +12,12 @@ measured in the same run.\n";
 
 /// A markdown table of rows, ratios against the first row.
 pub fn table(rows: &[Row]) -> String {
-    let base = rows.first().map_or(1.0, |r| r.result.rps.max(f64::MIN_POSITIVE));
-    let mut out = String::from("| what | req/s | ratio | p50 | p99 | errors |\n|---|---:|---:|---:|---:|---:|\n");
+    let base = rows
+        .first()
+        .map_or(1.0, |r| r.result.rps.max(f64::MIN_POSITIVE));
+    let mut out = String::from(
+        "| what | req/s | ratio | p50 | p99 | errors |\n|---|---:|---:|---:|---:|---:|\n",
+    );
     for row in rows {
         let r = &row.result;
         let _ = writeln!(
@@ -50,7 +54,9 @@ pub fn write_section(name: &str, body: &str) -> Result<(), String> {
     let end = format!("<!-- bench:{name}:end -->");
     let block = format!("{begin}\n{body}{end}");
     let updated = match (current.find(&begin), current.find(&end)) {
-        (Some(b), Some(e)) if b < e => format!("{}{block}{}", &current[..b], &current[e + end.len()..]),
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{block}{}", &current[..b], &current[e + end.len()..])
+        }
         _ => format!("{}\n{block}\n", current.trim_end()),
     };
     std::fs::write(&path, updated).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
