@@ -55,6 +55,7 @@ fn start_server(port: u16) -> (Child, Vec<String>) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("keel did not start: {lines:?}");
 }
 
