@@ -80,6 +80,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
                     key: key.clone(),
                     fingerprint: *fingerprint,
                     claim_id,
+                    expires_at: now + policy.ttl,
                 })
             }
         })

@@ -118,6 +118,7 @@ async fn claim_on(
         key: key.clone(),
         fingerprint: *fingerprint,
         claim_id,
+        expires_at: now + policy.ttl,
     };
     let in_flight = (
         dsl::fingerprint.eq(fingerprint.as_bytes().to_vec()),

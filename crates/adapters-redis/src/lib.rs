@@ -5,11 +5,13 @@
 //! Redis turns into [`keel_domain::StoreError::Unavailable`], never a hung request.
 
 pub mod health;
+pub mod idempotency;
 pub mod pool;
 pub mod ratelimit;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use health::RedisHealth;
+pub use idempotency::RedisIdempotencyCache;
 pub use pool::RedisPool;
 pub use ratelimit::RedisRateLimiter;

@@ -2,14 +2,25 @@
 //! The Redis adapters against a real Redis (`REDIS_URL`); skipped without one unless
 //! `KEEL_REQUIRE_SERVICES=1`.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
+use keel_adapters_memory::MemoryIdempotencyStore;
 use keel_adapters_redis::testkit::test_redis;
-use keel_adapters_redis::{RedisHealth, RedisPool, RedisRateLimiter};
+use keel_adapters_redis::{RedisHealth, RedisIdempotencyCache, RedisPool, RedisRateLimiter};
 use keel_domain::StoreError;
 use keel_domain::health::HealthProbe;
+use keel_domain::idempotency::{
+    CachedState, IdempotencyCache, IdempotencyKey, LayeredIdempotencyStore, RequestFingerprint,
+    Scope, StoredResponse,
+};
 use keel_domain::ratelimit::{Period, RateLimiter, RatePolicy};
+use tokio::io::copy_bidirectional;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limiter_keeps_the_contract() {
@@ -150,4 +161,623 @@ async fn unreachable_redis_is_unavailable_quickly() {
         ),
         "{err:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency cache
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn layered_store_over_redis_keeps_the_idempotency_contract() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let store = LayeredIdempotencyStore::new(
+        Arc::new(MemoryIdempotencyStore::new()),
+        Arc::new(RedisIdempotencyCache::new(redis.pool().clone())),
+    );
+    keel_domain::testkit::idempotency_store::run_all(&store).await;
+}
+
+fn idem_key(raw: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(raw).unwrap()
+}
+
+fn fingerprint(n: u8) -> RequestFingerprint {
+    RequestFingerprint::compute("POST", "/api/v1/things", "user:cache", &[n])
+}
+
+/// A response with a non-UTF-8 binary body and several headers whose order matters.
+fn binary_response() -> StoredResponse {
+    StoredResponse {
+        status: 201,
+        headers: vec![
+            ("content-type".into(), "application/octet-stream".into()),
+            ("location".into(), "/api/v1/things/7".into()),
+            ("x-b".into(), "2".into()),
+            ("x-a".into(), "1 {é}|".into()),
+            ("x-empty".into(), String::new()),
+        ],
+        body: vec![0x00, 0xff, 0xfe, 0xc3, 0x28, b'L', 0x80, 0x00, b'\r', b'\n'],
+    }
+}
+
+/// An instant `secs` from now, off a whole millisecond so sub-millisecond precision is checked.
+fn in_secs(secs: i64) -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp(now.timestamp() + secs, 123_456_789).unwrap()
+}
+
+async fn pttl(pool: &RedisPool, key: String) -> i64 {
+    pool.run(|mut conn| async move { redis::cmd("PTTL").arg(key).query_async(&mut conn).await })
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lease_is_set_once_and_never_overwrites_a_completed_entry() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let cache = RedisIdempotencyCache::new(redis.pool().clone());
+    let (scope, key) = (Scope::user("lease-nx"), idem_key("k-1"));
+    let lease_until = in_secs(30);
+    assert!(
+        cache
+            .try_lease(&scope, &key, &fingerprint(1), lease_until)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !cache
+            .try_lease(&scope, &key, &fingerprint(2), in_secs(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !cache
+            .try_lease(&scope, &key, &fingerprint(1), in_secs(60))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        cache.get(&scope, &key).await.unwrap(),
+        Some(CachedState::Leased {
+            fingerprint: fingerprint(1),
+            lease_until,
+        }),
+        "the first lease stays"
+    );
+
+    let expires_at = in_secs(3600);
+    cache
+        .put_completed(
+            &scope,
+            &key,
+            &fingerprint(1),
+            &binary_response(),
+            expires_at,
+        )
+        .await
+        .unwrap();
+    assert!(
+        !cache
+            .try_lease(&scope, &key, &fingerprint(3), in_secs(30))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        cache.get(&scope, &key).await.unwrap(),
+        Some(CachedState::Completed {
+            fingerprint: fingerprint(1),
+            response: binary_response(),
+            expires_at,
+        }),
+        "a lease never overwrites a completed entry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_leases_have_exactly_one_winner() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let cache = Arc::new(RedisIdempotencyCache::new(redis.pool().clone()));
+    let mut attempts = JoinSet::new();
+    for n in 0..20u8 {
+        let cache = Arc::clone(&cache);
+        attempts.spawn(async move {
+            cache
+                .try_lease(
+                    &Scope::user("race"),
+                    &idem_key("k"),
+                    &fingerprint(n),
+                    in_secs(30),
+                )
+                .await
+                .unwrap()
+        });
+    }
+    let winners = attempts
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|won| *won)
+        .count();
+    assert_eq!(winners, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completed_entry_replaces_a_lease() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let cache = RedisIdempotencyCache::new(redis.pool().clone());
+    let (scope, key) = (Scope::user("replace"), idem_key("k-1"));
+    assert!(
+        cache
+            .try_lease(&scope, &key, &fingerprint(1), in_secs(30))
+            .await
+            .unwrap()
+    );
+    let expires_at = in_secs(3600);
+    cache
+        .put_completed(
+            &scope,
+            &key,
+            &fingerprint(1),
+            &binary_response(),
+            expires_at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get(&scope, &key).await.unwrap(),
+        Some(CachedState::Completed {
+            fingerprint: fingerprint(1),
+            response: binary_response(),
+            expires_at,
+        })
+    );
+    let ttl = pttl(redis.pool(), cache.key(&scope, &key)).await;
+    assert!(
+        (3_500_000..=3_601_000).contains(&ttl),
+        "the completed entry's own expiry replaces the lease's: PTTL {ttl} ms"
+    );
+    // A later completion (e.g. of a takeover) replaces the earlier one.
+    let other = StoredResponse {
+        status: 200,
+        headers: vec![],
+        body: vec![],
+    };
+    cache
+        .put_completed(&scope, &key, &fingerprint(2), &other, expires_at)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get(&scope, &key).await.unwrap(),
+        Some(CachedState::Completed {
+            fingerprint: fingerprint(2),
+            response: other,
+            expires_at,
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_round_trips_every_field_exactly() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let cache = RedisIdempotencyCache::new(redis.pool().clone());
+    let scope = Scope::user("round-trip");
+    assert_eq!(cache.get(&scope, &idem_key("absent")).await.unwrap(), None);
+
+    let lease_until = in_secs(30) + TimeDelta::nanoseconds(1);
+    assert!(
+        cache
+            .try_lease(&scope, &idem_key("lease"), &fingerprint(7), lease_until)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        cache.get(&scope, &idem_key("lease")).await.unwrap(),
+        Some(CachedState::Leased {
+            fingerprint: fingerprint(7),
+            lease_until,
+        })
+    );
+
+    let empty = StoredResponse {
+        status: 204,
+        headers: vec![],
+        body: vec![],
+    };
+    for (raw, response) in [("binary", binary_response()), ("empty", empty)] {
+        let expires_at = in_secs(86_400) + TimeDelta::nanoseconds(7);
+        cache
+            .put_completed(
+                &scope,
+                &idem_key(raw),
+                &fingerprint(8),
+                &response,
+                expires_at,
+            )
+            .await
+            .unwrap();
+        let Some(CachedState::Completed {
+            fingerprint: got_fingerprint,
+            response: got,
+            expires_at: got_expires_at,
+        }) = cache.get(&scope, &idem_key(raw)).await.unwrap()
+        else {
+            panic!("{raw}: expected a completed entry");
+        };
+        assert_eq!(got_fingerprint, fingerprint(8));
+        assert_eq!(got.status, response.status);
+        assert_eq!(got.headers, response.headers, "{raw}: headers in order");
+        assert_eq!(got.body, response.body, "{raw}: body byte for byte");
+        assert_eq!(got_expires_at, expires_at, "{raw}: to the nanosecond");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remove_deletes_a_lease_but_keeps_a_completed_entry() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let cache = RedisIdempotencyCache::new(redis.pool().clone());
+    let scope = Scope::user("remove");
+    let (leased, completed) = (idem_key("leased"), idem_key("completed"));
+
+    assert!(
+        cache
+            .try_lease(&scope, &leased, &fingerprint(1), in_secs(30))
+            .await
+            .unwrap()
+    );
+    cache.remove(&scope, &leased).await.unwrap();
+    assert_eq!(cache.get(&scope, &leased).await.unwrap(), None);
+    assert!(
+        cache
+            .try_lease(&scope, &leased, &fingerprint(2), in_secs(30))
+            .await
+            .unwrap(),
+        "a removed lease can be taken again"
+    );
+
+    let expires_at = in_secs(3600);
+    cache
+        .put_completed(
+            &scope,
+            &completed,
+            &fingerprint(1),
+            &binary_response(),
+            expires_at,
+        )
+        .await
+        .unwrap();
+    cache.remove(&scope, &completed).await.unwrap();
+    assert_eq!(
+        cache.get(&scope, &completed).await.unwrap(),
+        Some(CachedState::Completed {
+            fingerprint: fingerprint(1),
+            response: binary_response(),
+            expires_at,
+        })
+    );
+
+    cache.remove(&scope, &idem_key("never-set")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_carry_the_prefix_and_a_hash_tag_and_expire() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let cache = RedisIdempotencyCache::new(redis.pool().clone());
+    let (scope, key) = (Scope::user("ttl"), idem_key("k-1"));
+    let redis_key = cache.key(&scope, &key);
+    let tag = redis_key
+        .strip_prefix(&format!("{}:idem:{{", redis.pool().prefix()))
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("{redis_key}"));
+    assert_eq!(tag.len(), 64, "{redis_key}");
+    assert!(
+        tag.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    assert_eq!(cache.key(&scope, &key), redis_key, "stable");
+
+    assert!(
+        cache
+            .try_lease(&scope, &key, &fingerprint(1), in_secs(30))
+            .await
+            .unwrap()
+    );
+    let ttl = pttl(redis.pool(), redis_key.clone()).await;
+    assert!((1..=31_000).contains(&ttl), "lease PTTL {ttl} ms");
+
+    cache
+        .put_completed(
+            &scope,
+            &key,
+            &fingerprint(1),
+            &binary_response(),
+            in_secs(86_400),
+        )
+        .await
+        .unwrap();
+    let ttl = pttl(redis.pool(), redis_key).await;
+    assert!(
+        (86_000_000..=86_401_000).contains(&ttl),
+        "completed PTTL {ttl} ms"
+    );
+
+    // An instant already past still gets a (1 ms) expiry, never a key without one.
+    let past = idem_key("past");
+    assert!(
+        cache
+            .try_lease(&scope, &past, &fingerprint(1), in_secs(-5))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(cache.get(&scope, &past).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_with_braces_and_bars_work_and_never_collide() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let cache = RedisIdempotencyCache::new(redis.pool().clone());
+    let prefix = format!("{}:idem:", redis.pool().prefix());
+    let nasty = idem_key("}{order|42}{ ~ {}|");
+    let scope = Scope::user("{x}|y");
+    let redis_key = cache.key(&scope, &nasty);
+    let tag = redis_key.strip_prefix(&prefix).unwrap();
+    assert_eq!(tag.matches('{').count(), 1, "{redis_key}");
+    assert_eq!(tag.matches('}').count(), 1, "{redis_key}");
+
+    let expires_at = in_secs(3600);
+    assert!(
+        cache
+            .try_lease(&scope, &nasty, &fingerprint(1), in_secs(30))
+            .await
+            .unwrap()
+    );
+    cache
+        .put_completed(
+            &scope,
+            &nasty,
+            &fingerprint(1),
+            &binary_response(),
+            expires_at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get(&scope, &nasty).await.unwrap(),
+        Some(CachedState::Completed {
+            fingerprint: fingerprint(1),
+            response: binary_response(),
+            expires_at,
+        })
+    );
+
+    // Splits of the same text between scope and key, and the same key in another scope, are
+    // different entries.
+    let pairs = [
+        (Scope::from_stored("user:a|b".into()), idem_key("c")),
+        (Scope::from_stored("user:a".into()), idem_key("b|c")),
+        (Scope::from_stored("user:a|".into()), idem_key("b|c")),
+        (
+            Scope::from_stored("user:{x}|y".into()),
+            idem_key("}{order|42}{ ~ {} "),
+        ),
+        (Scope::user("other"), nasty.clone()),
+    ];
+    for (scope, key) in &pairs {
+        assert_ne!(cache.key(scope, key), redis_key);
+        assert!(
+            cache
+                .try_lease(scope, key, &fingerprint(2), in_secs(30))
+                .await
+                .unwrap()
+        );
+    }
+    for (scope, key) in &pairs {
+        assert!(matches!(
+            cache.get(scope, key).await.unwrap(),
+            Some(CachedState::Leased { .. })
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undecodable_value_reads_as_absent() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let cache = RedisIdempotencyCache::new(redis.pool().clone());
+    let (scope, key) = (Scope::user("garbage"), idem_key("k"));
+    let redis_key = cache.key(&scope, &key);
+    for garbage in [&b"{\"state\":\"completed\"}"[..], b"L", b"C\x09", b""] {
+        let target = redis_key.clone();
+        redis
+            .pool()
+            .run(|mut conn| async move {
+                redis::cmd("SET")
+                    .arg(target)
+                    .arg(garbage)
+                    .arg("PX")
+                    .arg(60_000)
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await
+            .unwrap();
+        assert_eq!(cache.get(&scope, &key).await.unwrap(), None, "{garbage:?}");
+    }
+}
+
+/// `REDIS_URL` pointed at `addr` instead, and the `host:port` it pointed at.
+fn redirect(url: &str, addr: SocketAddr) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").expect("REDIS_URL has a scheme");
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, host_port) = match authority.rsplit_once('@') {
+        Some((userinfo, host_port)) => (format!("{userinfo}@"), host_port),
+        None => (String::new(), authority),
+    };
+    let has_port = host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+    let upstream = if has_port {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:6379")
+    };
+    (format!("{scheme}://{userinfo}{addr}{tail}"), upstream)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Bytes flow both ways.
+    Forward,
+    /// Sockets stay open, nothing passes: Redis hangs.
+    Frozen,
+    /// Every socket and the listener are closed: Redis is gone.
+    Closed,
+}
+
+/// A TCP proxy in front of the test Redis, to make Redis hang or vanish under a live pool.
+struct Proxy {
+    link: watch::Sender<Link>,
+    accept: JoinHandle<()>,
+    /// `REDIS_URL` through the proxy.
+    url: String,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let direct = std::env::var("REDIS_URL").unwrap();
+        let (url, upstream) = redirect(&direct, listener.local_addr().unwrap());
+        let (link, mut stop) = watch::channel(Link::Forward);
+        let relays = link.subscribe();
+        let accept = tokio::spawn(async move {
+            let mut open = JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        if let Ok((client, _)) = accepted {
+                            open.spawn(relay(client, upstream.clone(), relays.clone()));
+                        }
+                    }
+                    _ = stop.wait_for(|l| *l == Link::Closed) => break,
+                }
+            }
+            drop(listener);
+            while open.join_next().await.is_some() {}
+        });
+        Self { link, accept, url }
+    }
+
+    fn freeze(&self) {
+        self.link.send_replace(Link::Frozen);
+    }
+
+    /// Closes every socket; returns once they are all closed.
+    async fn close(self) {
+        self.link.send_replace(Link::Closed);
+        self.accept.await.unwrap();
+    }
+}
+
+async fn relay(mut client: TcpStream, upstream: String, mut link: watch::Receiver<Link>) {
+    let forward = *link.borrow() == Link::Forward;
+    if forward && let Ok(mut server) = TcpStream::connect(&upstream).await {
+        tokio::select! {
+            _ = copy_bidirectional(&mut client, &mut server) => return,
+            _ = link.wait_for(|l| *l != Link::Forward) => {}
+        }
+        // Frozen: hold both sockets open, pass nothing, until closed.
+        let _ = link.wait_for(|l| *l == Link::Closed).await;
+        return;
+    }
+    let _ = link.wait_for(|l| *l == Link::Closed).await;
+}
+
+/// Every cache operation fails with `Unavailable` within `limit`.
+async fn every_operation_is_unavailable_within(cache: &RedisIdempotencyCache, limit: Duration) {
+    let (scope, key) = (Scope::user("gone"), idem_key("k"));
+    let (fp, response) = (fingerprint(1), binary_response());
+    let started = Instant::now();
+    let (got, leased, completed, removed) = tokio::join!(
+        cache.get(&scope, &key),
+        cache.try_lease(&scope, &key, &fp, in_secs(30)),
+        cache.put_completed(&scope, &key, &fp, &response, in_secs(60)),
+        cache.remove(&scope, &key),
+    );
+    let elapsed = started.elapsed();
+    for err in [
+        got.map(drop).unwrap_err(),
+        leased.map(drop).unwrap_err(),
+        completed.unwrap_err(),
+        removed.unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                StoreError::Unavailable {
+                    dependency: "redis",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    assert!(elapsed < limit, "took {elapsed:?}");
+}
+
+async fn cache_through(proxy: &Proxy, prefix: &str) -> RedisIdempotencyCache {
+    let pool = RedisPool::connect(&proxy.url, 2)
+        .await
+        .unwrap()
+        .with_prefix(prefix);
+    let cache = RedisIdempotencyCache::new(pool);
+    let (scope, key) = (Scope::user("alive"), idem_key("k"));
+    assert!(
+        cache
+            .try_lease(&scope, &key, &fingerprint(1), in_secs(30))
+            .await
+            .unwrap()
+    );
+    assert!(cache.get(&scope, &key).await.unwrap().is_some());
+    cache
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_is_unavailable_quickly_when_redis_goes_away() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let proxy = Proxy::start().await;
+    let cache = cache_through(&proxy, redis.pool().prefix()).await;
+    proxy.close().await;
+    every_operation_is_unavailable_within(&cache, Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_is_unavailable_quickly_when_redis_stops_answering() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let proxy = Proxy::start().await;
+    let cache = cache_through(&proxy, redis.pool().prefix()).await;
+    proxy.freeze();
+    every_operation_is_unavailable_within(&cache, Duration::from_secs(3)).await;
+    proxy.close().await;
 }

@@ -46,13 +46,22 @@ pub struct Application {
     server: Server,
     port: u16,
     stores: Stores,
+    state: web::Data<AppState>,
 }
 
 impl Application {
     /// Connects the stores named by `settings` and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_routes(settings, Arc::new(|_| {})).await
+    }
+
+    /// Like [`Application::build`], with `extra_api` routes mounted under `/api/v1`.
+    pub async fn build_with_routes(
+        settings: Settings,
+        extra_api: ApiRoutes,
+    ) -> Result<Self, StartupError> {
         let stores = Stores::connect(&settings).await?;
-        Self::build_with(settings, stores, Arc::new(|_| {}))
+        Self::build_with(settings, stores, extra_api)
     }
 
     /// Binds a server over the given stores, with `extra_api` routes mounted under `/api/v1`.
@@ -67,11 +76,9 @@ impl Application {
                 source,
             })?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState {
-            settings: Arc::new(settings.clone()),
-            stores: stores.clone(),
-        });
+        let state = web::Data::new(AppState::new(settings.clone(), stores.clone()));
         let body_limit = settings.server.body_limit_bytes;
+        let state_for_tasks = state.clone();
         metrics::handle();
         let mut server = HttpServer::new(move || {
             let extra_api = extra_api.clone();
@@ -93,6 +100,7 @@ impl Application {
             server: server.run(),
             port,
             stores,
+            state: state_for_tasks,
         })
     }
 
@@ -139,8 +147,10 @@ impl Application {
                 metrics::handle().run_upkeep();
             }
         });
+        let purge = tokio::spawn(purge_idempotency_keys(self.state.clone()));
         let result = self.server.await;
         upkeep.abort();
+        purge.abort();
         self.stores.close();
         tracing::info!("server stopped; pools closed");
         result
@@ -168,5 +178,30 @@ async fn shutdown_signal() -> &'static str {
     tokio::select! {
         () = ctrl_c => "SIGINT",
         () = terminate => "SIGTERM",
+    }
+}
+
+/// Deletes expired `Idempotency-Key` records every `KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS`.
+///
+/// Runs on every node; concurrent purges delete disjoint or already-deleted rows, so no
+/// coordination is needed. (The durable job queue will take this over as a periodic job.)
+async fn purge_idempotency_keys(state: web::Data<AppState>) {
+    let interval = Duration::from_secs(state.settings.idempotency.purge_interval_secs);
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match state
+            .stores
+            .idempotency
+            .purge_expired(state.clock.now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired idempotency keys purged"),
+            Err(e) => {
+                tracing::warn!(error = %e, "idempotency purge failed; retrying next interval")
+            }
+        }
     }
 }

@@ -6,13 +6,16 @@ use keel_adapters_memory::ratelimit::MemoryRateLimiter;
 use keel_adapters_memory::{MemoryHealth, MemoryIdempotencyStore};
 use keel_adapters_postgres::migrate::run_pending_migrations;
 use keel_adapters_postgres::{PgHealth, PgIdempotencyStore, PgPool};
+use keel_adapters_redis::RedisIdempotencyCache;
 use keel_adapters_redis::{RedisHealth, RedisPool, RedisRateLimiter};
-use keel_domain::StoreError;
 use keel_domain::health::HealthProbe;
 use keel_domain::idempotency::IdempotencyStore;
+use keel_domain::idempotency::{CacheUse, LayeredIdempotencyStore};
 use keel_domain::ratelimit::RateLimiter;
+use keel_domain::{Clock, StoreError, SystemClock};
 
 use crate::config::Settings;
+use crate::http::rate_limit::RateLimits;
 
 /// Which system of record this process uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +66,15 @@ impl Stores {
         }
     }
 
-    /// The same stores with Redis as the shared coordination layer.
+    /// The same stores with Redis as the shared coordination layer: shared rate budgets, and an
+    /// idempotency cache in front of the durable record.
     pub fn with_redis(mut self, pool: RedisPool) -> Self {
         self.rate_limiter = Arc::new(RedisRateLimiter::new(pool.clone()));
+        let cache = Arc::new(RedisIdempotencyCache::new(pool.clone()));
+        self.idempotency = Arc::new(
+            LayeredIdempotencyStore::new(self.idempotency.clone(), cache)
+                .with_observer(Arc::new(count_cache_use)),
+        );
         self.probes.push(Arc::new(RedisHealth::new(pool.clone())));
         self.redis = Some(pool);
         self
@@ -119,11 +128,49 @@ impl std::fmt::Debug for Stores {
     }
 }
 
+/// Counter of idempotency cache lookups, labelled `result` (hit, miss, error).
+pub const IDEMPOTENCY_CACHE_TOTAL: &str = "keel_idempotency_cache_total";
+
+fn count_cache_use(used: CacheUse) {
+    let result = match used {
+        CacheUse::Hit => "hit",
+        CacheUse::Miss => "miss",
+        CacheUse::Error => "error",
+    };
+    metrics::counter!(IDEMPOTENCY_CACHE_TOTAL, "result" => result).increment(1);
+}
+
 /// Everything a handler can reach, shared by all workers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     /// The settings this process started with.
     pub settings: Arc<Settings>,
     /// The stores.
     pub stores: Stores,
+    /// Rate-limit budgets per class.
+    pub limits: RateLimits,
+    /// The time source of every rule.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AppState {
+    /// The state of a server over `stores` with `settings`, on the system clock.
+    pub fn new(settings: Settings, stores: Stores) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Self {
+            limits: RateLimits::new(stores.rate_limiter.clone(), &settings, clock.clone()),
+            settings: Arc::new(settings),
+            stores,
+            clock,
+        }
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("stores", &self.stores)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }

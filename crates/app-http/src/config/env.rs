@@ -4,7 +4,11 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use super::{ConfigError, LogFormat, RateSettings, Secret, Settings};
+use keel_domain::ratelimit::{LimitClass, PolicySetting};
+
+use super::{
+    ConfigError, LogFormat, RateFallbackSettings, RateSettings, RedisDownMode, Secret, Settings,
+};
 
 /// A snapshot of environment variables (the process's, or a test's).
 #[derive(Debug, Clone, Default)]
@@ -145,6 +149,13 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
     if let Some(v) = set("KEEL_IDEMPOTENCY_TTL_SECS") {
         s.idempotency.ttl_secs = parse("KEEL_IDEMPOTENCY_TTL_SECS", &v, "a number of seconds")?;
     }
+    if let Some(v) = set("KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS") {
+        s.idempotency.purge_interval_secs = parse(
+            "KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS",
+            &v,
+            "a number of seconds",
+        )?;
+    }
     if let Some(v) = set("KEEL_IDEMPOTENCY_LEASE_SECS") {
         s.idempotency.lease_secs = parse("KEEL_IDEMPOTENCY_LEASE_SECS", &v, "a number of seconds")?;
     }
@@ -153,7 +164,22 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
             *field = v.trim().to_owned();
         }
     }
+    for (key, field) in fallback_fields(&mut s.rate_fallback) {
+        if let Some(v) = set(key) {
+            *field = v.trim().to_owned();
+        }
+    }
     Ok(())
+}
+
+fn fallback_fields(fallback: &mut RateFallbackSettings) -> [(&'static str, &mut String); 5] {
+    [
+        ("KEEL_RATE_FALLBACK_AUTH", &mut fallback.auth),
+        ("KEEL_RATE_FALLBACK_SCAN", &mut fallback.scan),
+        ("KEEL_RATE_FALLBACK_SCORE", &mut fallback.score),
+        ("KEEL_RATE_FALLBACK_EXPENSIVE", &mut fallback.expensive),
+        ("KEEL_RATE_FALLBACK_DEFAULT", &mut fallback.default),
+    ]
 }
 
 fn rate_fields(rate: &mut RateSettings) -> [(&'static str, &mut String); 5] {
@@ -166,24 +192,21 @@ fn rate_fields(rate: &mut RateSettings) -> [(&'static str, &mut String); 5] {
     ]
 }
 
-/// Checks every rate policy's syntax, naming the variable of the first bad one.
-pub(super) fn validate_rates(rate: &RateSettings) -> Result<(), ConfigError> {
-    let mut rate = rate.clone();
-    for (key, value) in rate_fields(&mut rate) {
-        check_rate(value).map_err(|reason| ConfigError::new(key, reason))?;
-    }
-    Ok(())
-}
-
-fn check_rate(raw: &str) -> Result<(), String> {
-    if raw == "off" {
-        return Ok(());
-    }
-    let bad = || format!("{raw:?} is not <count>/<second|minute|hour> or off");
-    let (count, period) = raw.split_once('/').ok_or_else(bad)?;
-    let count: u32 = count.trim().parse().map_err(|_| bad())?;
-    if count == 0 || !matches!(period.trim(), "second" | "minute" | "hour") {
-        return Err(bad());
+/// Checks every rate policy and fallback, naming the variable of the first bad one.
+pub(super) fn validate_rates(
+    rate: &RateSettings,
+    fallback: &RateFallbackSettings,
+) -> Result<(), ConfigError> {
+    for class in LimitClass::ALL {
+        let key = format!("KEEL_RATE_{}", class.as_str().to_ascii_uppercase());
+        rate.get(class)
+            .parse::<PolicySetting>()
+            .map_err(|e| ConfigError::new(key, e))?;
+        let key = format!("KEEL_RATE_FALLBACK_{}", class.as_str().to_ascii_uppercase());
+        fallback
+            .get(class)
+            .parse::<RedisDownMode>()
+            .map_err(|e| ConfigError::new(key, e))?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod secret;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
+use keel_domain::ratelimit::{LimitClass, PolicySetting};
 use serde::Deserialize;
 
 pub use env::Env;
@@ -54,6 +55,8 @@ pub struct Settings {
     pub bootstrap: BootstrapSettings,
     /// Rate-limit policy per class.
     pub rate: RateSettings,
+    /// What each class does while Redis is down.
+    pub rate_fallback: RateFallbackSettings,
     /// `Idempotency-Key` record lifetimes.
     pub idempotency: IdempotencySettings,
     /// The payment provider.
@@ -158,6 +161,83 @@ pub struct RateSettings {
     pub default: String,
 }
 
+impl RateSettings {
+    /// The raw setting of `class` (validated at load).
+    pub fn get(&self, class: LimitClass) -> &str {
+        match class {
+            LimitClass::Auth => &self.auth,
+            LimitClass::Scan => &self.scan,
+            LimitClass::Score => &self.score,
+            LimitClass::Expensive => &self.expensive,
+            LimitClass::Default => &self.default,
+        }
+    }
+
+    /// The policy of `class`.
+    pub fn policy(&self, class: LimitClass) -> PolicySetting {
+        // Validated by `Settings::load`; a hand-built bad value means no limit rather than a panic.
+        self.get(class).parse().unwrap_or(PolicySetting::Off)
+    }
+}
+
+/// What a limited route does while Redis, which holds the shared budgets, is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisDownMode {
+    /// Keep limiting with this node's in-process budget (logged and counted).
+    Local,
+    /// Let requests through unlimited (logged and counted).
+    Open,
+    /// Refuse requests with 503 until Redis is back.
+    Closed,
+}
+
+impl std::str::FromStr for RedisDownMode {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "local" => Ok(Self::Local),
+            "open" => Ok(Self::Open),
+            "closed" => Ok(Self::Closed),
+            _ => Err(format!("{raw:?} is not one of local, open, closed")),
+        }
+    }
+}
+
+/// Per class: `local`, `open` or `closed` while Redis is down (`KEEL_RATE_FALLBACK_<CLASS>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateFallbackSettings {
+    /// Login and registration.
+    pub auth: String,
+    /// Attendance scans.
+    pub scan: String,
+    /// Score updates.
+    pub score: String,
+    /// Costly operations.
+    pub expensive: String,
+    /// Everything else.
+    pub default: String,
+}
+
+impl RateFallbackSettings {
+    /// The raw setting of `class` (validated at load).
+    pub fn get(&self, class: LimitClass) -> &str {
+        match class {
+            LimitClass::Auth => &self.auth,
+            LimitClass::Scan => &self.scan,
+            LimitClass::Score => &self.score,
+            LimitClass::Expensive => &self.expensive,
+            LimitClass::Default => &self.default,
+        }
+    }
+
+    /// The mode of `class`.
+    pub fn mode(&self, class: LimitClass) -> RedisDownMode {
+        self.get(class).parse().unwrap_or(RedisDownMode::Local)
+    }
+}
+
 /// `Idempotency-Key` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -166,6 +246,8 @@ pub struct IdempotencySettings {
     pub ttl_secs: u64,
     /// In-flight lease in seconds (`KEEL_IDEMPOTENCY_LEASE_SECS`).
     pub lease_secs: u64,
+    /// How often expired records are purged (`KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS`).
+    pub purge_interval_secs: u64,
 }
 
 /// Payment provider settings.
@@ -217,6 +299,16 @@ impl Settings {
         Some(self.redis.url.expose().as_str()).filter(|u| !u.is_empty())
     }
 
+    /// The idempotency policy these settings describe.
+    pub fn idempotency_policy(&self) -> keel_domain::idempotency::IdempotencyPolicy {
+        let secs =
+            |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1_000_000));
+        keel_domain::idempotency::IdempotencyPolicy {
+            ttl: secs(self.idempotency.ttl_secs),
+            lease: secs(self.idempotency.lease_secs),
+        }
+    }
+
     /// Names of the secret settings still holding their dev-only default.
     pub fn dev_default_secrets(&self) -> Vec<&'static str> {
         let s = &self.secrets;
@@ -244,6 +336,10 @@ impl Settings {
         positive("KEEL_REDIS_POOL_SIZE", self.redis.pool_size as u64)?;
         positive("KEEL_IDEMPOTENCY_TTL_SECS", self.idempotency.ttl_secs)?;
         positive("KEEL_IDEMPOTENCY_LEASE_SECS", self.idempotency.lease_secs)?;
+        positive(
+            "KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS",
+            self.idempotency.purge_interval_secs,
+        )?;
         for (key, url, schemes) in [
             (
                 "DATABASE_URL",
@@ -275,7 +371,7 @@ impl Settings {
                 "must be at least 32 bytes",
             ));
         }
-        env::validate_rates(&self.rate)?;
+        env::validate_rates(&self.rate, &self.rate_fallback)?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| ConfigError::new("KEEL_LOG", e))?;
         Ok(())

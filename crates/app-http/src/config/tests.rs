@@ -63,6 +63,8 @@ fn a_bad_value_names_its_setting() {
         ("KEEL_LOG_FORMAT", "xml"),
         ("KEEL_TRUSTED_PROXIES", "not-an-ip"),
         ("KEEL_LOG", "info,[[[bad"),
+        ("KEEL_RATE_FALLBACK_AUTH", "maybe"),
+        ("KEEL_IDEMPOTENCY_LEASE_SECS", "0"),
     ];
     for (key, value) in cases {
         let err = load(&[(key, value)]).expect_err(key);

@@ -1,8 +1,12 @@
 //! Cross-cutting HTTP: problem+json errors, request ids, extractor limits, metrics.
 
+pub mod client_ip;
 pub mod extractors;
+pub mod idempotency;
 pub mod metrics;
+pub mod principal;
 pub mod problem;
+pub mod rate_limit;
 pub mod request_context;
 pub mod request_id;
 

@@ -156,6 +156,12 @@ pub enum ApiError {
         /// Whole seconds until a retry may succeed (at least 1).
         retry_after_secs: u64,
     },
+    /// The first request with this `Idempotency-Key` is still running (409 with `Retry-After`).
+    #[error("idempotency key in flight for {retry_after_secs}s")]
+    InFlight {
+        /// Whole seconds until its lease ends (at least 1).
+        retry_after_secs: u64,
+    },
     /// A store could not serve (503 with `Retry-After`).
     #[error("{dependency} unavailable: {reason}")]
     Unavailable {
@@ -193,6 +199,12 @@ impl ApiError {
                 ProblemType::RATE_LIMITED,
                 format!("rate limit exceeded; retry in {retry_after_secs} s"),
             ),
+            Self::InFlight { retry_after_secs } => Problem::new(
+                ProblemType::IDEMPOTENCY_KEY_IN_FLIGHT,
+                format!(
+                    "a request with this Idempotency-Key is still in progress; retry in {retry_after_secs} s"
+                ),
+            ),
             Self::Unavailable { dependency, .. } => Problem::new(
                 ProblemType::DEPENDENCY_UNAVAILABLE,
                 format!("{dependency} is unavailable; retry later"),
@@ -224,7 +236,9 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = self.to_problem().to_response();
         let retry_after = match self {
-            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::RateLimited { retry_after_secs } | Self::InFlight { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
             _ if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
                 Some(UNAVAILABLE_RETRY_AFTER_SECS)
             }

@@ -2,6 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod binary;
+mod idempotency;
 mod ops;
 mod problems;
+mod rate_limits;
 mod support;
+mod widgets;

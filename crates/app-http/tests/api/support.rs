@@ -1,4 +1,4 @@
-//! `spawn_app()`: the real server on 127.0.0.1:0 with memory or Postgres stores, and a client.
+//! `spawn_app()`: the real server on 127.0.0.1:0 with memory or real stores, and a client.
 
 use std::sync::Arc;
 
@@ -11,13 +11,26 @@ use keel_app_http::server::ApiRoutes;
 use keel_app_http::state::Stores;
 use keel_app_http::{Application, Settings};
 
+/// Test-only routes mounted under `/api/v1`.
+pub type Routes = ApiRoutes;
+
+/// No extra routes.
+pub fn no_routes() -> Routes {
+    Arc::new(|_| {})
+}
+
+/// Wraps a route-registering closure.
+pub fn routes(f: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static) -> Routes {
+    Arc::new(f)
+}
+
 /// A running server and what it runs on; stops the server when dropped.
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    handle: ServerHandle,
-    pub db: Option<TestDatabase>,
-    pub redis: Option<TestRedis>,
+    pub handle: ServerHandle,
+    pub db: Option<Arc<TestDatabase>>,
+    pub redis: Option<Arc<TestRedis>>,
 }
 
 impl TestApp {
@@ -28,6 +41,11 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
     }
+
+    /// Stops the server at once, abandoning in-flight requests (a crashed node).
+    pub async fn kill(&self) {
+        self.handle.stop(false).await;
+    }
 }
 
 impl Drop for TestApp {
@@ -37,7 +55,7 @@ impl Drop for TestApp {
     }
 }
 
-/// Settings for a test server: random port, quiet logs, plus `extra` env pairs.
+/// Settings for a test server: random port, two workers, plus `extra` env pairs.
 pub fn test_settings(extra: &[(&str, &str)]) -> Settings {
     let mut pairs = vec![("KEEL_BIND", "127.0.0.1:0"), ("KEEL_HTTP_WORKERS", "2")];
     pairs.extend_from_slice(extra);
@@ -46,53 +64,69 @@ pub fn test_settings(extra: &[(&str, &str)]) -> Settings {
 
 /// The server on in-memory stores.
 pub async fn spawn_app() -> TestApp {
-    start(test_settings(&[]), Stores::memory(), None, Arc::new(|_| {}))
+    spawn_app_on(Stores::memory())
 }
 
 /// The server over the given stores.
 pub fn spawn_app_on(stores: Stores) -> TestApp {
-    start(test_settings(&[]), stores, None, Arc::new(|_| {}))
+    spawn_memory(&[], stores, no_routes())
 }
 
 /// The server on in-memory stores with test-only routes mounted under `/api/v1`.
 pub fn spawn_app_with_routes(
-    routes: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static,
+    f: impl Fn(&mut web::ServiceConfig) + Send + Sync + 'static,
 ) -> TestApp {
-    start(test_settings(&[]), Stores::memory(), None, Arc::new(routes))
+    spawn_memory(&[], Stores::memory(), routes(f))
+}
+
+/// The server over `stores` with extra settings and routes.
+pub fn spawn_memory(env: &[(&str, &str)], stores: Stores, routes: Routes) -> TestApp {
+    let app = Application::build_with(test_settings(env), stores, routes).unwrap();
+    run(app, None, None)
 }
 
 /// The server on a fresh Postgres database and a private Redis key prefix, started exactly as
 /// the binary does (`Application::build` from `DATABASE_URL` / `REDIS_URL`, migrating at
 /// start); `None` when service tests are skipped.
 pub async fn spawn_app_on_services() -> Option<TestApp> {
-    let db = TestDatabase::create().await?;
-    let redis = test_redis().await?;
+    spawn_on_services(&[], no_routes()).await
+}
+
+/// [`spawn_app_on_services`] with extra settings and routes.
+pub async fn spawn_on_services(env: &[(&str, &str)], routes: Routes) -> Option<TestApp> {
+    let db = Arc::new(TestDatabase::create().await?);
+    let redis = Arc::new(test_redis().await?);
+    Some(start_node(env, routes, db, redis).await)
+}
+
+/// Another node on the same Postgres database and Redis prefix as `first`.
+pub async fn spawn_second_node(first: &TestApp, env: &[(&str, &str)], routes: Routes) -> TestApp {
+    let db = first.db.clone().expect("first node runs on services");
+    let redis = first.redis.clone().expect("first node runs on services");
+    start_node(env, routes, db, redis).await
+}
+
+async fn start_node(
+    env: &[(&str, &str)],
+    routes: Routes,
+    db: Arc<TestDatabase>,
+    redis: Arc<TestRedis>,
+) -> TestApp {
     let redis_url = std::env::var("REDIS_URL").unwrap();
-    let settings = test_settings(&[
+    let mut pairs = vec![
         ("DATABASE_URL", db.url()),
         ("KEEL_MIGRATE", "true"),
-        ("REDIS_URL", &redis_url),
+        ("REDIS_URL", redis_url.as_str()),
         ("KEEL_REDIS_PREFIX", redis.pool().prefix()),
-    ]);
-    let app = Application::build(settings).await.unwrap();
-    let mut app = run(app, Some(db));
-    app.redis = Some(redis);
-    Some(app)
+    ];
+    pairs.extend_from_slice(env);
+    let app = Application::build_with_routes(test_settings(&pairs), routes)
+        .await
+        .unwrap();
+    run(app, Some(db), Some(redis))
 }
 
-fn start(
-    settings: Settings,
-    stores: Stores,
-    db: Option<TestDatabase>,
-    routes: ApiRoutes,
-) -> TestApp {
-    run(
-        Application::build_with(settings, stores, routes).unwrap(),
-        db,
-    )
-}
-
-fn run(app: Application, db: Option<TestDatabase>) -> TestApp {
+fn run(app: Application, db: Option<Arc<TestDatabase>>, redis: Option<Arc<TestRedis>>) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
@@ -101,7 +135,7 @@ fn run(app: Application, db: Option<TestDatabase>) -> TestApp {
         client: reqwest::Client::new(),
         handle,
         db,
-        redis: None,
+        redis,
     }
 }
 

@@ -6,15 +6,19 @@
 //! while the first is still running is told to retry. A claim whose process died is taken over
 //! once its lease has run out, so no key is stuck forever.
 
+mod cache;
 mod decision;
 mod fingerprint;
 mod key;
+mod layered;
 mod record;
 mod store;
 
+pub use cache::{CachedState, IdempotencyCache};
 pub use decision::{Decision, decide, should_store};
 pub use fingerprint::RequestFingerprint;
 pub use key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
+pub use layered::{CacheObserver, CacheUse, LayeredIdempotencyStore};
 pub use record::{
     Claim, ClaimOutcome, IdempotencyPolicy, IdempotencyRecord, RecordState, Scope, StoredResponse,
 };

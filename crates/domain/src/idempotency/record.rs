@@ -99,6 +99,8 @@ pub struct Claim {
     pub fingerprint: RequestFingerprint,
     /// Unique per claim: a request whose lease was taken over can no longer complete.
     pub claim_id: Uuid,
+    /// When the record of this key expires (and may be purged).
+    pub expires_at: DateTime<Utc>,
 }
 
 /// The answer to a claim attempt.

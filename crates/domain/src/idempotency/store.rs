@@ -32,6 +32,18 @@ pub trait IdempotencyStore: Send + Sync {
     /// request took the key over), so a presumed-dead request can never overwrite a live one.
     async fn complete(&self, claim: &Claim, response: &StoredResponse) -> Result<(), StoreError>;
 
+    /// Tells the store that a use case completed `claim` inside its own transaction (with the
+    /// adapter's transactional completion), so layers in front of the durable record can learn
+    /// the response. The durable record is already written; the default does nothing.
+    async fn completed_in_transaction(
+        &self,
+        claim: &Claim,
+        response: &StoredResponse,
+    ) -> Result<(), StoreError> {
+        let _ = (claim, response);
+        Ok(())
+    }
+
     /// Gives a claim up without a final response (the request failed with a server error), so a
     /// retry may claim the key at once. A lost claim is left alone.
     async fn abandon(&self, claim: &Claim) -> Result<(), StoreError>;

@@ -1,0 +1,291 @@
+//! Rate limits per class: the `RateLimits` service and the middleware routes opt into.
+//!
+//! A route opts in with one line, `.wrap(rate_limit(LimitClass::Scan))`. Allowed responses carry
+//! the IETF `RateLimit-Policy` / `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers); a
+//! limited request gets 429 `rate-limited` with `Retry-After` and the same fields.
+
+use std::sync::Arc;
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, ResponseError, web};
+use futures_util::future::LocalBoxFuture;
+use keel_adapters_memory::ratelimit::MemoryRateLimiter;
+use keel_domain::ratelimit::{LimitClass, PolicySetting, RateDecision, RateLimiter, RatePolicy};
+use keel_domain::{Clock, StoreError};
+
+use super::ApiError;
+use super::principal::Caller;
+use crate::config::{RedisDownMode, Settings};
+use crate::state::AppState;
+
+/// Counter of rate-limit decisions, labelled `class` and `outcome`.
+pub const DECISIONS_TOTAL: &str = "keel_rate_limit_decisions_total";
+
+/// The budgets of every class, shared across nodes when Redis holds them.
+#[derive(Clone)]
+pub struct RateLimits {
+    shared: Arc<dyn RateLimiter>,
+    /// This node's own budgets, used when the shared limiter is unreachable.
+    local: Arc<MemoryRateLimiter>,
+    policies: Vec<(LimitClass, PolicySetting, RedisDownMode)>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("policies", &self.policies)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimits {
+    /// Budgets in `shared` for the policies of `settings`.
+    pub fn new(shared: Arc<dyn RateLimiter>, settings: &Settings, clock: Arc<dyn Clock>) -> Self {
+        let policies = LimitClass::ALL
+            .into_iter()
+            .map(|class| {
+                (
+                    class,
+                    settings.rate.policy(class),
+                    settings.rate_fallback.mode(class),
+                )
+            })
+            .collect();
+        Self {
+            shared,
+            local: Arc::new(MemoryRateLimiter::new()),
+            policies,
+            clock,
+        }
+    }
+
+    fn settings_of(&self, class: LimitClass) -> (PolicySetting, RedisDownMode) {
+        self.policies
+            .iter()
+            .find(|(c, _, _)| *c == class)
+            .map_or((PolicySetting::Off, RedisDownMode::Local), |(_, p, m)| {
+                (*p, *m)
+            })
+    }
+
+    /// Spends one request of `class` from every subject's budget. `Ok(None)` when the class is
+    /// off (or Redis is down and the class fails open); otherwise the tightest decision: a
+    /// refusal if any subject is out of budget.
+    pub async fn check(
+        &self,
+        class: LimitClass,
+        subjects: &[String],
+    ) -> Result<Option<(RatePolicy, RateDecision)>, ApiError> {
+        let (setting, mode) = self.settings_of(class);
+        let Some(policy) = setting.policy() else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let mut tightest: Option<RateDecision> = None;
+        for subject in subjects {
+            let key = format!("{class}:{subject}");
+            let decision = match self.shared.check(&key, &policy, now).await {
+                Ok(decision) => decision,
+                Err(StoreError::Unavailable { dependency, reason }) => {
+                    tracing::warn!(%class, dependency, %reason, ?mode, "shared rate limiter unavailable");
+                    match mode {
+                        RedisDownMode::Local => {
+                            count(class, "fallback_local");
+                            self.local.decide(&key, &policy, now)
+                        }
+                        RedisDownMode::Open => {
+                            count(class, "fallback_open");
+                            return Ok(None);
+                        }
+                        RedisDownMode::Closed => {
+                            count(class, "unavailable");
+                            return Err(ApiError::Unavailable { dependency, reason });
+                        }
+                    }
+                }
+                Err(other) => return Err(other.into()),
+            };
+            tightest = Some(match tightest {
+                None => decision,
+                Some(t) => tighter(t, decision),
+            });
+        }
+        let decision = tightest.map(|d| {
+            count(class, if d.allowed { "allowed" } else { "limited" });
+            (policy, d)
+        });
+        Ok(decision)
+    }
+}
+
+fn tighter(a: RateDecision, b: RateDecision) -> RateDecision {
+    match (a.allowed, b.allowed) {
+        (true, false) => b,
+        (false, true) => a,
+        (false, false) => {
+            if a.retry_after >= b.retry_after {
+                a
+            } else {
+                b
+            }
+        }
+        (true, true) => {
+            if a.remaining <= b.remaining {
+                a
+            } else {
+                b
+            }
+        }
+    }
+}
+
+fn count(class: LimitClass, outcome: &'static str) {
+    metrics::counter!(DECISIONS_TOTAL, "class" => class.as_str(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// The subjects whose budgets a request of `class` spends (DESIGN.md §2).
+fn subjects(class: LimitClass, caller: &Caller, client: &Caller) -> Vec<String> {
+    match class {
+        // Per IP here; the auth handlers add the per-account budget once they know the email.
+        LimitClass::Auth => vec![client.subject()],
+        // Per user and per IP: both must pass.
+        LimitClass::Scan if caller != client => vec![caller.subject(), client.subject()],
+        _ => vec![caller.subject()],
+    }
+}
+
+/// Writes the IETF rate-limit fields for `decision` under `policy`.
+pub fn set_headers(
+    headers: &mut HeaderMap,
+    class: LimitClass,
+    policy: &RatePolicy,
+    decision: &RateDecision,
+) {
+    let policy_field = format!(
+        "\"{class}\";q={};w={}",
+        policy.count,
+        policy.period.as_secs()
+    );
+    let limit_field = format!(
+        "\"{class}\";r={};t={}",
+        decision.remaining,
+        decision.reset_after_secs()
+    );
+    for (name, value) in [
+        ("ratelimit-policy", policy_field),
+        ("ratelimit", limit_field),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+/// The middleware of `class`: `.wrap(from_fn(rate_limit(LimitClass::Score)))`.
+pub fn rate_limit(
+    class: LimitClass,
+) -> impl Fn(
+    ServiceRequest,
+    Next<BoxBody>,
+) -> LocalBoxFuture<'static, Result<ServiceResponse<BoxBody>, Error>>
++ Clone {
+    move |req, next| Box::pin(limit(class, req, next))
+}
+
+async fn limit(
+    class: LimitClass,
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next.call(req).await;
+    };
+    let caller = Caller::of(req.request(), &state);
+    let client = Caller::client_of(req.request(), &state);
+    let decision = match state
+        .limits
+        .check(class, &subjects(class, &caller, &client))
+        .await
+    {
+        Ok(decision) => decision,
+        Err(error) => return Ok(req.error_response(error)),
+    };
+    let Some((policy, decision)) = decision else {
+        return next.call(req).await;
+    };
+    if !decision.allowed {
+        let error = ApiError::RateLimited {
+            retry_after_secs: decision.retry_after_secs().unwrap_or(1),
+        };
+        let mut response = error.error_response();
+        set_headers(response.headers_mut(), class, &policy, &decision);
+        return Ok(req.into_response(response));
+    }
+    let mut response = next.call(req).await?;
+    set_headers(response.headers_mut(), class, &policy, &decision);
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn decision(allowed: bool, remaining: u32, retry: u64) -> RateDecision {
+        RateDecision {
+            allowed,
+            limit: 10,
+            remaining,
+            reset_after: Duration::from_secs(5),
+            retry_after: (!allowed).then(|| Duration::from_secs(retry)),
+        }
+    }
+
+    #[test]
+    fn the_tightest_decision_wins() {
+        assert!(!tighter(decision(true, 5, 0), decision(false, 0, 3)).allowed);
+        assert_eq!(
+            tighter(decision(true, 5, 0), decision(true, 2, 0)).remaining,
+            2
+        );
+        assert_eq!(
+            tighter(decision(false, 0, 3), decision(false, 0, 9)).retry_after,
+            Some(Duration::from_secs(9))
+        );
+    }
+
+    #[test]
+    fn headers_follow_the_ietf_draft_syntax() {
+        let mut headers = HeaderMap::new();
+        let policy: RatePolicy = "100/hour".parse().unwrap();
+        set_headers(
+            &mut headers,
+            LimitClass::Score,
+            &policy,
+            &decision(true, 42, 0),
+        );
+        assert_eq!(
+            headers.get("ratelimit-policy").unwrap(),
+            "\"score\";q=100;w=3600"
+        );
+        assert_eq!(headers.get("ratelimit").unwrap(), "\"score\";r=42;t=5");
+    }
+
+    #[test]
+    fn scans_spend_both_the_user_and_the_ip_budget() {
+        let user = Caller::User(uuid::Uuid::nil());
+        let ip = Caller::Client("127.0.0.1".parse().unwrap());
+        assert_eq!(subjects(LimitClass::Scan, &user, &ip).len(), 2);
+        assert_eq!(
+            subjects(LimitClass::Score, &user, &ip),
+            vec![user.subject()]
+        );
+        assert_eq!(subjects(LimitClass::Auth, &user, &ip), vec![ip.subject()]);
+    }
+}
