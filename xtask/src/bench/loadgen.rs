@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -17,6 +17,47 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Concurrent connections.
     pub connections: usize,
+}
+
+/// The request every connection sends, again and again.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http://127.0.0.1:<port>/path` (loopback only).
+    pub url: String,
+    /// HTTP method.
+    pub method: hyper::Method,
+    /// Extra request headers.
+    pub headers: Vec<(String, String)>,
+    /// Request body (empty for GET).
+    pub body: Bytes,
+}
+
+impl Target {
+    /// `GET url`.
+    pub fn get(url: String) -> Self {
+        Self {
+            url,
+            method: hyper::Method::GET,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// `POST url` with a JSON body and extra headers.
+    pub fn post_json(url: String, body: &str, headers: &[(&str, &str)]) -> Self {
+        let mut all = vec![("content-type".to_owned(), "application/json".to_owned())];
+        all.extend(
+            headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        Self {
+            url,
+            method: hyper::Method::POST,
+            headers: all,
+            body: Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
 }
 
 /// What one run measured.
@@ -45,10 +86,13 @@ const WARM_UP: Duration = Duration::from_millis(500);
 /// Highest latency the histogram tracks (60 s, in µs).
 const MAX_LATENCY_US: u64 = 60_000_000;
 
-/// Runs one load test against `url` (must be `http://127.0.0.1:…` or `http://[::1]:…`).
-pub fn run(url: &str, config: &LoadConfig) -> Result<LoadResult, String> {
-    let target: hyper::Uri = url.parse().map_err(|e| format!("bad url {url}: {e}"))?;
-    let host = target
+/// Runs one load test against `target` (must be `http://127.0.0.1:…` or `http://[::1]:…`).
+pub fn run(target: &Target, config: &LoadConfig) -> Result<LoadResult, String> {
+    let uri: hyper::Uri = target
+        .url
+        .parse()
+        .map_err(|e| format!("bad url {}: {e}", target.url))?;
+    let host = uri
         .host()
         .unwrap_or_default()
         .trim_matches(['[', ']'])
@@ -60,15 +104,22 @@ pub fn run(url: &str, config: &LoadConfig) -> Result<LoadResult, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(drive(target, config.clone()))
+    runtime.block_on(drive(uri, target.clone(), config.clone()))
 }
 
-async fn drive(target: hyper::Uri, config: LoadConfig) -> Result<LoadResult, String> {
+async fn drive(uri: hyper::Uri, target: Target, config: LoadConfig) -> Result<LoadResult, String> {
     let started = Instant::now();
     let measure_from = started + WARM_UP;
     let stop_at = measure_from + config.duration;
     let tasks: Vec<_> = (0..config.connections)
-        .map(|_| tokio::spawn(connection(target.clone(), measure_from, stop_at)))
+        .map(|_| {
+            tokio::spawn(connection(
+                uri.clone(),
+                target.clone(),
+                measure_from,
+                stop_at,
+            ))
+        })
         .collect();
     let mut histogram = new_histogram()?;
     let mut ok = 0u64;
@@ -92,18 +143,13 @@ fn new_histogram() -> Result<Histogram<u64>, String> {
 }
 
 async fn connection(
-    target: hyper::Uri,
+    uri: hyper::Uri,
+    target: Target,
     measure_from: Instant,
     stop_at: Instant,
 ) -> Result<(Histogram<u64>, u64, u64), String> {
-    let authority = target
-        .authority()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let path = target
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let stream = TcpStream::connect(&authority)
         .await
         .map_err(|e| e.to_string())?;
@@ -115,9 +161,15 @@ async fn connection(
     let mut histogram = new_histogram()?;
     let (mut ok, mut errors) = (0u64, 0u64);
     while Instant::now() < stop_at {
-        let request = Request::get(path.as_str())
-            .header("host", authority.as_str())
-            .body(Empty::<Bytes>::new())
+        let mut builder = Request::builder()
+            .method(target.method.clone())
+            .uri(path.as_str())
+            .header("host", authority.as_str());
+        for (name, value) in &target.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let request = builder
+            .body(Full::new(target.body.clone()))
             .map_err(|e| e.to_string())?;
         let sent = Instant::now();
         let outcome = match sender.send_request(request).await {

@@ -24,11 +24,11 @@ impl Server {
             "--workers",
             &workers.to_string(),
         ]);
-        Self::start(cmd, port)
+        Self::spawn(cmd, port)
     }
 
-    /// The `keel` binary on in-memory stores, with extra env settings.
-    pub fn keel(binary: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
+    /// A keel binary (the server or an example) with quiet logs and extra env settings.
+    pub fn start(binary: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
         let port = free_port()?;
         let mut cmd = Command::new(binary);
         cmd.env("KEEL_BIND", format!("127.0.0.1:{port}"))
@@ -36,10 +36,10 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        Self::start(cmd, port)
+        Self::spawn(cmd, port)
     }
 
-    fn start(mut cmd: Command, port: u16) -> Result<Self, String> {
+    fn spawn(mut cmd: Command, port: u16) -> Result<Self, String> {
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())

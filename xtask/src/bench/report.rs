@@ -22,16 +22,24 @@ pub fn table(rows: &[Row]) -> String {
         let r = &row.result;
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.2}× | {:.2} ms | {:.2} ms | {} |",
+            "| {} | {:.0} | {:.2}× | {} | {} | {} |",
             row.label,
             r.rps,
             r.rps / base,
-            r.p50_us as f64 / 1000.0,
-            r.p99_us as f64 / 1000.0,
+            millis(r.p50_us),
+            millis(r.p99_us),
             r.errors
         );
     }
     out
+}
+
+fn millis(micros: u64) -> String {
+    if micros == 0 {
+        "–".to_owned()
+    } else {
+        format!("{:.2} ms", micros as f64 / 1000.0)
+    }
 }
 
 /// The markdown section of one bench.
@@ -39,8 +47,8 @@ pub fn section(name: &str, config: &LoadConfig, rounds: usize, table: &str) -> S
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!(
         "## {name}\n\n`cargo xtask bench {name}` on {cores} cores: {connections} keep-alive connections, \
-         {secs} s per round, {rounds} rounds, one server worker each, closed-loop hyper client in the same \
-         machine.\n\n{table}",
+         {secs} s per round, {rounds} rounds, one server worker each, closed-loop hyper client (xtask) on the same \
+         machine over loopback.\n\n{table}",
         connections = config.connections,
         secs = config.duration.as_secs(),
     )
