@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use deadpool::Runtime;
-use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel::ConnectionError;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::FutureExt;
 use keel_domain::StoreError;
 
 use crate::error::{POSTGRES, pool_error};
@@ -16,6 +18,25 @@ pub type PgConn = Object<AsyncPgConnection>;
 /// How long a request waits for a connection, or for a new one to open, before Postgres is
 /// reported unavailable (503) instead of hanging.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Session limits set on every pooled connection: no statement runs longer than 15 s and no lock
+/// is awaited longer than 5 s, so a stuck query or a lock queue turns into an error (503), never
+/// into a request that hangs while holding a pool slot.
+const SESSION_LIMITS: &str = "SET statement_timeout = 15000; SET lock_timeout = 5000; \
+     SET idle_in_transaction_session_timeout = 60000";
+
+fn establish_with_limits(
+    url: &str,
+) -> futures_util::future::BoxFuture<'_, diesel::ConnectionResult<AsyncPgConnection>> {
+    async move {
+        let mut conn = AsyncPgConnection::establish(url).await?;
+        conn.batch_execute(SESSION_LIMITS)
+            .await
+            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+        Ok(conn)
+    }
+    .boxed()
+}
 
 /// A bounded pool of Postgres connections, cheap to clone.
 #[derive(Clone)]
@@ -35,7 +56,12 @@ impl std::fmt::Debug for PgPool {
 impl PgPool {
     /// Builds a pool of at most `max_size` connections and checks that one can be opened.
     pub async fn connect(database_url: &str, max_size: usize) -> Result<Self, StoreError> {
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+        let mut config = ManagerConfig::default();
+        config.custom_setup = Box::new(establish_with_limits);
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            database_url,
+            config,
+        );
         let pool = Pool::builder(manager)
             .max_size(max_size)
             .runtime(Runtime::Tokio1)

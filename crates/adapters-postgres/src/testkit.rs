@@ -29,6 +29,15 @@ impl TestDatabase {
     /// Creates and migrates a fresh database, or returns `None` (after printing `SKIP`) when
     /// `DATABASE_URL` is unset and services are not required.
     pub async fn create() -> Option<Self> {
+        Self::create_with(true).await
+    }
+
+    /// Creates a fresh database without applying migrations (for migration tests).
+    pub async fn create_empty() -> Option<Self> {
+        Self::create_with(false).await
+    }
+
+    async fn create_with(migrate: bool) -> Option<Self> {
         let Ok(admin_url) = std::env::var("DATABASE_URL") else {
             assert!(
                 !require_services(),
@@ -50,18 +59,22 @@ impl TestDatabase {
             .await
             .unwrap_or_else(|e| panic!("cannot create test database: {e}"));
         let url = with_database(&admin_url, &name);
-        run_pending_migrations(&url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot migrate test database: {e}"));
         let pool = PgPool::connect(&url, 8)
             .await
             .unwrap_or_else(|e| panic!("cannot open test pool: {e}"));
-        Some(Self {
+        // Built before migrating, so a failed migration still drops the database.
+        let db = Self {
             admin_url,
             name,
             url,
             pool,
-        })
+        };
+        if migrate {
+            run_pending_migrations(&db.url)
+                .await
+                .unwrap_or_else(|e| panic!("cannot migrate test database: {e}"));
+        }
+        Some(db)
     }
 
     /// A pool on the test database.

@@ -7,7 +7,7 @@ use crate::RedisPool;
 /// Whether missing services must fail the tests (`KEEL_REQUIRE_SERVICES=1`, as in CI) instead of
 /// skipping them.
 pub fn require_services() -> bool {
-    std::env::var("KEEL_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+    std::env::var("KEEL_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
 /// A connection to the test Redis (`REDIS_URL`) with a fresh key prefix `keel-test-<uuid>`.

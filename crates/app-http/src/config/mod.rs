@@ -264,6 +264,11 @@ pub struct RevioSettings {
     pub sim_delay_ms: u64,
 }
 
+/// Longest idempotency record life accepted (30 days).
+const MAX_IDEMPOTENCY_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Longest in-flight lease accepted (one hour).
+const MAX_IDEMPOTENCY_LEASE_SECS: u64 = 3600;
+
 /// Values in `config/default.toml` that must never protect real data.
 const DEV_SECRET_MARKER: &str = "dev-only";
 
@@ -340,6 +345,38 @@ impl Settings {
             "KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS",
             self.idempotency.purge_interval_secs,
         )?;
+        let idem = &self.idempotency;
+        if idem.ttl_secs > MAX_IDEMPOTENCY_TTL_SECS {
+            return Err(ConfigError::new(
+                "KEEL_IDEMPOTENCY_TTL_SECS",
+                "must be at most 30 days",
+            ));
+        }
+        if idem.lease_secs > MAX_IDEMPOTENCY_LEASE_SECS {
+            return Err(ConfigError::new(
+                "KEEL_IDEMPOTENCY_LEASE_SECS",
+                "must be at most one hour",
+            ));
+        }
+        if idem.lease_secs >= idem.ttl_secs {
+            // A record that expires while in flight could be claimed again: a second execution.
+            return Err(ConfigError::new(
+                "KEEL_IDEMPOTENCY_LEASE_SECS",
+                "must be shorter than KEEL_IDEMPOTENCY_TTL_SECS",
+            ));
+        }
+        let prefix = &self.redis.key_prefix;
+        let prefix_ok = !prefix.is_empty()
+            && prefix.len() <= 64
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
+        if !prefix_ok {
+            return Err(ConfigError::new(
+                "KEEL_REDIS_PREFIX",
+                "must be 1–64 printable characters without spaces or braces",
+            ));
+        }
         for (key, url, schemes) in [
             (
                 "DATABASE_URL",

@@ -65,6 +65,10 @@ fn a_bad_value_names_its_setting() {
         ("KEEL_LOG", "info,[[[bad"),
         ("KEEL_RATE_FALLBACK_AUTH", "maybe"),
         ("KEEL_IDEMPOTENCY_LEASE_SECS", "0"),
+        ("KEEL_IDEMPOTENCY_LEASE_SECS", "86400"),
+        ("KEEL_IDEMPOTENCY_TTL_SECS", "99999999999"),
+        ("KEEL_REDIS_PREFIX", "{bad}"),
+        ("KEEL_REDIS_PREFIX", ""),
     ];
     for (key, value) in cases {
         let err = load(&[(key, value)]).expect_err(key);

@@ -11,24 +11,32 @@ use actix_web::HttpRequest;
 /// not itself a trusted proxy is the client. Anything else would let a client pick its own
 /// rate-limit bucket.
 pub fn client_ip(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
+    let peer = req.peer_addr()?.ip().to_canonical();
     if !trusted_proxies.contains(&peer) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = req
+    let hops: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|part| part.trim().parse().ok())
+        .map(str::trim)
         .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !trusted_proxies.contains(ip))
-            .unwrap_or(peer),
-    )
+    let mut client = peer;
+    // Walk from the nearest hop outwards, through trusted proxies only. An unreadable hop ends
+    // the walk: whatever stands left of it was written by someone we cannot vouch for.
+    for hop in hops.into_iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip.to_canonical();
+                if !trusted_proxies.contains(&client) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    Some(client)
 }
 
 #[cfg(test)]
@@ -58,6 +66,24 @@ mod tests {
             .to_http_request();
         let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
         assert_eq!(client_ip(&req, &trusted), Some(ip("198.51.100.7")));
+    }
+
+    #[test]
+    fn an_unreadable_hop_stops_the_walk() {
+        let req = TestRequest::default()
+            .peer_addr("10.0.0.1:5000".parse().unwrap())
+            .insert_header(("x-forwarded-for", "6.6.6.6, unknown"))
+            .to_http_request();
+        assert_eq!(client_ip(&req, &[ip("10.0.0.1")]), Some(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_match_ipv4_proxies() {
+        let req = TestRequest::default()
+            .peer_addr("[::ffff:10.0.0.1]:5000".parse().unwrap())
+            .insert_header(("x-forwarded-for", "198.51.100.7"))
+            .to_http_request();
+        assert_eq!(client_ip(&req, &[ip("10.0.0.1")]), Some(ip("198.51.100.7")));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use actix_web::body::{BoxBody, to_bytes_limited};
+use actix_web::body::{BodySize, BoxBody, MessageBody, to_bytes_limited};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -40,8 +40,9 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 pub const OUTCOMES_TOTAL: &str = "keel_idempotency_outcomes_total";
 /// Response headers stored with the body and replayed (besides the status).
 const REPLAYED_HEADERS: &[&str] = &["content-type", "location", "etag", "last-modified", "link"];
-/// Largest response body stored for replay; a larger one is not stored (and the claim given up).
+/// Largest response body stored for replay; a larger one is recorded without its body.
 const MAX_STORED_BODY: usize = 1024 * 1024;
+const MAX_STORED_BODY_U64: u64 = MAX_STORED_BODY as u64;
 
 /// The middleware for routes where the key is mandatory (400 without it).
 pub async fn idempotency_required(
@@ -131,7 +132,10 @@ async fn handle(
     required: bool,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next.call(req).await;
+        // Mounted outside keel's app: refuse rather than silently serve without replay safety.
+        let error =
+            ApiError::Internal("idempotency middleware used without keel's AppState".into());
+        return Ok(req.error_response(error));
     };
     let key = match parse_key(&req, required) {
         Ok(Some(key)) => key,
@@ -197,44 +201,95 @@ async fn handle(
     };
     req.extensions_mut().insert(handle.clone());
 
-    let response = match next.call(req).await {
+    // The handler and the recording of its outcome run as a task of their own: if the client
+    // disconnects, actix drops this future, but the task still finishes and stores the response,
+    // so the client's retry replays it instead of running the request a second time.
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    actix_web::rt::spawn(async move {
+        let outcome = next.call(req).await;
+        let _ = answer.send(record_outcome(outcome, store.as_ref(), &claim, &handle).await);
+    });
+    answered.await.unwrap_or_else(|_| {
+        // The handler panicked: its claim stays in flight until the lease ends, then frees.
+        Err(actix_web::error::ErrorInternalServerError(
+            "the request task ended without an answer",
+        ))
+    })
+}
+
+/// Stores a final response for replay, or gives the claim up after a server error.
+async fn record_outcome(
+    outcome: Result<ServiceResponse<BoxBody>, Error>,
+    store: &dyn IdempotencyStore,
+    claim: &Claim,
+    handle: &IdempotencyClaim,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let response = match outcome {
         Ok(response) => response,
         Err(error) => {
-            abandon(store.as_ref(), &claim).await;
+            abandon(store, claim).await;
             return Err(error);
         }
     };
     if let Some(stored) = handle.take_completed() {
-        if let Err(e) = store.completed_in_transaction(&claim, &stored).await {
+        if stored.status != response.status().as_u16() {
+            tracing::error!(
+                stored = stored.status,
+                sent = response.status().as_u16(),
+                "handler stored a different response than it sent"
+            );
+        }
+        if let Err(e) = store.completed_in_transaction(claim, &stored).await {
             tracing::warn!(error = %e, "could not publish an idempotent response completed in its transaction");
         }
         return Ok(response);
     }
     let status = response.status();
     if !should_store(status.as_u16()) {
-        abandon(store.as_ref(), &claim).await;
+        abandon(store, claim).await;
         return Ok(response);
     }
     let (request, response) = response.into_parts();
     let (head, body) = response.into_parts();
+    let headers: Vec<(String, String)> = REPLAYED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = head.headers().get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), value.to_owned()))
+        })
+        .collect();
+    let small_enough = matches!(
+        body.size(),
+        BodySize::None | BodySize::Sized(0..=MAX_STORED_BODY_U64)
+    );
+    if !small_enough {
+        // Too large (or streamed) to keep: record the outcome without its body, so a retry is
+        // told what happened instead of running the request again.
+        tracing::warn!(
+            status = status.as_u16(),
+            "idempotent response too large to store; replays get no body"
+        );
+        let stored = StoredResponse {
+            status: status.as_u16(),
+            headers,
+            body: Vec::new(),
+        };
+        if let Err(e) = store.complete(claim, &stored).await {
+            tracing::warn!(error = %e, "could not store an idempotent response");
+        }
+        return Ok(ServiceResponse::new(request, head.set_body(body)));
+    }
     let Ok(Ok(bytes)) = to_bytes_limited(body, MAX_STORED_BODY).await else {
-        abandon(store.as_ref(), &claim).await;
-        let error =
-            ApiError::Internal("response too large to store for an idempotent replay".into());
+        abandon(store, claim).await;
+        let error = ApiError::Internal("the response body could not be read".into());
         return Ok(ServiceResponse::new(request, error.error_response()));
     };
     let stored = StoredResponse {
         status: status.as_u16(),
-        headers: REPLAYED_HEADERS
-            .iter()
-            .filter_map(|name| {
-                let value = head.headers().get(*name)?.to_str().ok()?;
-                Some(((*name).to_owned(), value.to_owned()))
-            })
-            .collect(),
+        headers,
         body: bytes.to_vec(),
     };
-    if let Err(e) = store.complete(&claim, &stored).await {
+    if let Err(e) = store.complete(claim, &stored).await {
         // The effect happened; only its replay record is missing (the claim was taken over, or
         // the store is down). The client still gets the real answer.
         tracing::warn!(error = %e, "could not store an idempotent response");

@@ -45,11 +45,37 @@ impl Caller {
     }
 
     /// Stable text form: `user:<id>`, `ip:<address>` or `unknown`.
+    ///
+    /// IPv6 clients are identified by their /64 network: one subscriber usually holds a whole
+    /// /64, and keying by /128 would hand it 2^64 fresh rate-limit budgets.
     pub fn subject(&self) -> String {
         match self {
             Self::User(id) => format!("user:{id}"),
+            Self::Client(IpAddr::V6(v6)) => {
+                let network = u128::from(*v6) & !((1u128 << 64) - 1);
+                format!("ip:{}/64", std::net::Ipv6Addr::from(network))
+            }
             Self::Client(ip) => format!("ip:{ip}"),
             Self::Unknown => "unknown".to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_share_their_slash_64() {
+        let a = Caller::Client("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = Caller::Client("2001:db8:1:2:bbbb::9".parse().unwrap());
+        let c = Caller::Client("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a.subject(), "ip:2001:db8:1:2::/64");
+        assert_eq!(a.subject(), b.subject());
+        assert_ne!(a.subject(), c.subject());
+        assert_eq!(
+            Caller::Client("192.0.2.1".parse().unwrap()).subject(),
+            "ip:192.0.2.1"
+        );
     }
 }

@@ -222,7 +222,14 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable { dependency, reason } => {
                 Self::Unavailable { dependency, reason }
             }
-            StoreError::Conflict(detail) => Self::problem(ProblemType::CONFLICT, detail),
+            StoreError::Conflict(reason) => {
+                // The reason may name tables or constraints: it goes to the log, not the client.
+                tracing::info!(%reason, "store conflict");
+                Self::problem(
+                    ProblemType::CONFLICT,
+                    "a concurrent change conflicts with this request; retry",
+                )
+            }
             StoreError::Corrupt(reason) => Self::Internal(reason),
         }
     }
@@ -280,6 +287,16 @@ mod tests {
                 kind.slug
             );
         }
+    }
+
+    #[test]
+    fn conflicts_never_leak_constraint_names() {
+        let err = ApiError::from(StoreError::Conflict(
+            "duplicate key value violates unique constraint \"users_email_key\"".into(),
+        ));
+        let body = serde_json::to_string(&err.to_problem()).unwrap();
+        assert!(!body.contains("users_email_key"), "{body}");
+        assert_eq!(err.status_code(), StatusCode::CONFLICT);
     }
 
     #[test]

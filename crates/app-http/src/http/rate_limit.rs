@@ -98,8 +98,9 @@ impl RateLimits {
                             self.local.decide(&key, &policy, now)
                         }
                         RedisDownMode::Open => {
+                            // This subject goes unlimited; others checked already still count.
                             count(class, "fallback_open");
-                            return Ok(None);
+                            continue;
                         }
                         RedisDownMode::Closed => {
                             count(class, "unavailable");
@@ -203,7 +204,9 @@ async fn limit(
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next.call(req).await;
+        // Mounted outside keel's app: refuse rather than silently serve unlimited.
+        let error = ApiError::Internal("rate_limit middleware used without keel's AppState".into());
+        return Ok(req.error_response(error));
     };
     let caller = Caller::of(req.request(), &state);
     let client = Caller::client_of(req.request(), &state);

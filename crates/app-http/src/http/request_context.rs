@@ -7,6 +7,7 @@
 //! 4. makes sure every error response is `application/problem+json` carrying the `request_id`,
 //!    including actix's own bare errors (unknown route, wrong method, …).
 
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody, to_bytes_limited};
@@ -15,6 +16,7 @@ use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 use super::metrics::{REQUEST_DURATION, REQUESTS_TOTAL, status_class};
@@ -36,12 +38,29 @@ pub async fn request_context(
         .and_then(RequestId::parse)
         .unwrap_or_else(RequestId::generate);
     req.extensions_mut().insert(request_id.clone());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %req.path());
     let started = Instant::now();
 
     // Note: the request must not be cloned before `next.call`: routing needs sole ownership.
-    let outcome = next.call(req).instrument(span.clone()).await;
+    // A panicking handler becomes a 500 problem (with the request id) instead of a reset
+    // connection; the worker keeps serving.
+    let outcome = match AssertUnwindSafe(next.call(req).instrument(span.clone()))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let cause = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "handler panicked".to_owned());
+            Err(actix_web::error::ErrorInternalServerError(format!(
+                "panic: {cause}"
+            )))
+        }
+    };
     let elapsed = started.elapsed();
     let (status, route, failure) = match &outcome {
         Ok(response) => (
@@ -77,6 +96,26 @@ pub async fn request_context(
             set_request_id_header(response.headers_mut(), &request_id);
             Err(InternalError::from_response(error.to_string(), response).into())
         }
+    }
+}
+
+/// The `method` metric label: standard methods by name, anything else as `OTHER`, so clients
+/// cannot create unbounded metric series with made-up methods.
+fn method_label(method: &actix_web::http::Method) -> String {
+    use actix_web::http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ];
+    if known.contains(method) {
+        method.as_str().to_owned()
+    } else {
+        "OTHER".to_owned()
     }
 }
 

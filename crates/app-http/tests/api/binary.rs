@@ -38,19 +38,26 @@ fn start_server(port: u16) -> (Child, Vec<String>) {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
+    // Lines are read on a thread of their own so the deadline holds even if keel prints nothing.
     let stdout = child.stdout.take().unwrap();
-    let mut lines = Vec::new();
-    let mut reader = BufReader::new(stdout);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                // The test has what it needs; keep draining so keel never blocks on stdout.
+                continue;
+            }
         }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(line) = receiver.recv_timeout(left) else {
+            break;
+        };
         let listening = line.contains("keel listening");
         lines.push(line);
         if listening {
-            std::thread::spawn(move || for _ in reader.lines() {});
             return (child, lines);
         }
     }

@@ -35,10 +35,16 @@ async fn fail() -> Result<HttpResponse, ApiError> {
     ))
 }
 
+#[allow(clippy::panic)]
+async fn explode() -> HttpResponse {
+    panic!("the handler's invariant broke: secret=hunter2")
+}
+
 fn app() -> TestApp {
     spawn_app_with_routes(|cfg| {
         cfg.service(web::resource("/payments").post(create_payment))
-            .service(web::resource("/boom").get(fail));
+            .service(web::resource("/boom").get(fail))
+            .service(web::resource("/panic").get(explode));
     })
 }
 
@@ -187,4 +193,13 @@ async fn the_client_request_id_is_in_the_problem_body() {
         .unwrap();
     let body = assert_problem(response, 404, "not-found").await;
     assert_eq!(body["request_id"], "trace-me-7");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_500_problem_and_the_server_keeps_serving() {
+    let app = app();
+    let response = app.get("/api/v1/panic").await;
+    let body = assert_problem(response, 500, "internal").await;
+    assert!(!body.to_string().contains("hunter2"), "{body}");
+    assert_eq!(app.get("/healthz").await.status(), 200);
 }

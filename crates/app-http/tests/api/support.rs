@@ -173,3 +173,12 @@ pub async fn assert_problem(
     assert_eq!(body["request_id"], header_id, "request_id of {body}");
     body
 }
+
+/// The current value of the metric line starting with `series` (0 when absent).
+pub async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -1,7 +1,7 @@
 //! Embedding keel's idempotency store on Postgres: migrate, then store a response in the same
 //! transaction as the work it answers, and replay it.
 //!
-//! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run -p keel-adapters-postgres --example idempotency`
+//! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo run -p keel-adapters-postgres --example pg_idempotency`
 
 use chrono::Utc;
 use diesel_async::AsyncConnection;
