@@ -8,6 +8,7 @@ use std::time::Duration;
 use deadpool_redis::redis::AsyncConnectionConfig;
 use deadpool_redis::{Connection, Manager, Pool, Runtime};
 use keel_domain::StoreError;
+use redis::aio::MultiplexedConnection;
 
 /// Prefix of every key unless [`RedisPool::with_prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "keel";
@@ -17,11 +18,15 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A pool of multiplexed Redis connections plus the prefix of every key this process uses.
 ///
-/// Cloning is cheap and shares the pool.
+/// Commands share one multiplexed connection taken from the pool: redis-rs pipelines concurrent
+/// commands over it, and no per-command checkout (which costs deadpool-redis a `PING` round trip)
+/// sits on the hot path. When that connection fails, the next command takes a fresh one from
+/// the pool (checked with a `PING`). Cloning is cheap and shares both.
 #[derive(Clone)]
 pub struct RedisPool {
     pool: Pool,
     prefix: Arc<str>,
+    shared: Arc<std::sync::Mutex<Option<MultiplexedConnection>>>,
 }
 
 impl RedisPool {
@@ -47,6 +52,7 @@ impl RedisPool {
         let pool = Self {
             pool,
             prefix: DEFAULT_PREFIX.into(),
+            shared: Arc::default(),
         };
         pool.ping().await?;
         Ok(pool)
@@ -70,23 +76,55 @@ impl RedisPool {
         format!("{}:{suffix}", self.prefix)
     }
 
-    /// Runs `op` on a pooled connection, within [`COMMAND_TIMEOUT`] overall.
+    /// Runs `op` on the shared connection, within [`COMMAND_TIMEOUT`] overall.
     pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Connection) -> Fut,
+        F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let attempt = async {
-            let conn = self.pool.get().await.map_err(unavailable)?;
-            op(conn).await.map_err(unavailable)
+            let conn = self.connection().await?;
+            op(conn).await.map_err(|e| {
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_unrecoverable_error()
+                {
+                    self.forget_connection();
+                }
+                unavailable(e)
+            })
         };
         tokio::time::timeout(COMMAND_TIMEOUT, attempt)
             .await
-            .map_err(|_| unavailable(format!("no answer within {COMMAND_TIMEOUT:?}")))?
+            .map_err(|_| {
+                self.forget_connection();
+                unavailable(format!("no answer within {COMMAND_TIMEOUT:?}"))
+            })?
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        // The guarded value is a handle that is only replaced whole: poisoning cannot corrupt it.
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The shared connection, taken from the pool on first use or after a failure.
+    async fn connection(&self) -> Result<MultiplexedConnection, StoreError> {
+        if let Some(conn) = self.shared().as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = Connection::take(self.pool.get().await.map_err(unavailable)?);
+        *self.shared() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn forget_connection(&self) {
+        *self.shared() = None;
     }
 
     /// Closes the pool: idle connections are dropped and no new ones are handed out.
     pub fn close(&self) {
+        self.forget_connection();
         self.pool.close();
     }
 
