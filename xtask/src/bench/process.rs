@@ -31,7 +31,11 @@ impl Server {
     pub fn start(binary: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
         let port = free_port()?;
         let mut cmd = Command::new(binary);
-        cmd.env("KEEL_BIND", format!("127.0.0.1:{port}"))
+        // Only what a bench passes selects stores: never inherit the caller's service URLs.
+        cmd.env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("KEEL_MIGRATE")
+            .env("KEEL_BIND", format!("127.0.0.1:{port}"))
             .env("KEEL_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
