@@ -5,6 +5,7 @@
 //! `keel_domain::testkit` prove it), with atomicity from one lock per store instead of a
 //! database transaction. Nothing here survives a restart.
 
+pub mod audit;
 pub mod clock;
 pub mod health;
 pub mod idempotency;

@@ -4,6 +4,7 @@
 //! that changes several rows runs in one transaction on one pooled connection; correctness rules
 //! are enforced again by the schema (unique keys, checks, triggers), see `migrations/`.
 
+pub mod audit;
 pub mod error;
 pub mod health;
 pub mod idempotency;

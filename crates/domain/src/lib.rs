@@ -6,9 +6,11 @@
 //! - every outside capability (storage, clock, cache) is a port trait in the module
 //!   of the capability that needs it, implemented by the `keel-adapters-*` crates.
 
+pub mod audit;
 pub mod clock;
 pub mod health;
 pub mod idempotency;
+pub mod pii;
 pub mod ratelimit;
 pub mod store_error;
 

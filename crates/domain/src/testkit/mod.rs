@@ -4,5 +4,6 @@
 //! Postgres/Redis in integration tests), so every implementation keeps one contract. Suites
 //! isolate themselves with fresh random scopes and keys, so they may share a store.
 
+pub mod audit_log;
 pub mod idempotency_store;
 pub mod rate_limiter;

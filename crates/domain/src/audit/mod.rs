@@ -1,0 +1,1 @@
+//! The tamper-evident audit log: entries, the hash chain and the `AuditLog` port.

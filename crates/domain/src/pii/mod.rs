@@ -1,0 +1,1 @@
+//! Personal data: field-level encryption (the `Cipher` port), key rings and masking.
