@@ -6,9 +6,7 @@ use std::str::FromStr;
 
 use keel_domain::ratelimit::{LimitClass, PolicySetting};
 
-use super::{
-    ConfigError, LogFormat, RateFallbackSettings, RateSettings, RedisDownMode, Secret, Settings,
-};
+use super::{ConfigError, LogFormat, PerClass, RedisDownMode, Secret, Settings};
 
 /// A snapshot of environment variables (the process's, or a test's).
 #[derive(Debug, Clone, Default)]
@@ -159,44 +157,22 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
     if let Some(v) = set("KEEL_IDEMPOTENCY_LEASE_SECS") {
         s.idempotency.lease_secs = parse("KEEL_IDEMPOTENCY_LEASE_SECS", &v, "a number of seconds")?;
     }
-    for (key, field) in rate_fields(&mut s.rate) {
-        if let Some(v) = set(key) {
-            *field = v.trim().to_owned();
-        }
-    }
-    for (key, field) in fallback_fields(&mut s.rate_fallback) {
-        if let Some(v) = set(key) {
-            *field = v.trim().to_owned();
+    for class in LimitClass::ALL {
+        let upper = class.as_str().to_ascii_uppercase();
+        for (prefix, table) in [
+            ("KEEL_RATE_", &mut s.rate),
+            ("KEEL_RATE_FALLBACK_", &mut s.rate_fallback),
+        ] {
+            if let Some(v) = set(&format!("{prefix}{upper}")) {
+                *table.get_mut(class) = v.trim().to_owned();
+            }
         }
     }
     Ok(())
 }
 
-fn fallback_fields(fallback: &mut RateFallbackSettings) -> [(&'static str, &mut String); 5] {
-    [
-        ("KEEL_RATE_FALLBACK_AUTH", &mut fallback.auth),
-        ("KEEL_RATE_FALLBACK_SCAN", &mut fallback.scan),
-        ("KEEL_RATE_FALLBACK_SCORE", &mut fallback.score),
-        ("KEEL_RATE_FALLBACK_EXPENSIVE", &mut fallback.expensive),
-        ("KEEL_RATE_FALLBACK_DEFAULT", &mut fallback.default),
-    ]
-}
-
-fn rate_fields(rate: &mut RateSettings) -> [(&'static str, &mut String); 5] {
-    [
-        ("KEEL_RATE_AUTH", &mut rate.auth),
-        ("KEEL_RATE_SCAN", &mut rate.scan),
-        ("KEEL_RATE_SCORE", &mut rate.score),
-        ("KEEL_RATE_EXPENSIVE", &mut rate.expensive),
-        ("KEEL_RATE_DEFAULT", &mut rate.default),
-    ]
-}
-
 /// Checks every rate policy and fallback, naming the variable of the first bad one.
-pub(super) fn validate_rates(
-    rate: &RateSettings,
-    fallback: &RateFallbackSettings,
-) -> Result<(), ConfigError> {
+pub(super) fn validate_rates(rate: &PerClass, fallback: &PerClass) -> Result<(), ConfigError> {
     for class in LimitClass::ALL {
         let key = format!("KEEL_RATE_{}", class.as_str().to_ascii_uppercase());
         rate.get(class)

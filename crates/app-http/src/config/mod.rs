@@ -54,9 +54,9 @@ pub struct Settings {
     /// The admin account created at start if absent.
     pub bootstrap: BootstrapSettings,
     /// Rate-limit policy per class.
-    pub rate: RateSettings,
+    pub rate: PerClass,
     /// What each class does while Redis is down.
-    pub rate_fallback: RateFallbackSettings,
+    pub rate_fallback: PerClass,
     /// `Idempotency-Key` record lifetimes.
     pub idempotency: IdempotencySettings,
     /// The payment provider.
@@ -145,24 +145,26 @@ pub struct BootstrapSettings {
     pub admin_password: Secret<String>,
 }
 
-/// Rate-limit policy per class: `<count>/<second|minute|hour>` or `off` (`KEEL_RATE_<CLASS>`).
+/// One raw setting per rate-limit class: the `[rate]` policies (`<count>/<second|minute|hour>`
+/// or `off`, env `KEEL_RATE_<CLASS>`) and the `[rate_fallback]` modes (env
+/// `KEEL_RATE_FALLBACK_<CLASS>`). Validated at load.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RateSettings {
-    /// Login and registration, per IP and per account.
+pub struct PerClass {
+    /// Login and registration (limited per IP and per account).
     pub auth: String,
-    /// Attendance scans, per user and per IP.
+    /// Attendance scans (per user and per IP).
     pub scan: String,
-    /// Score updates, per user.
+    /// Score updates (per user).
     pub score: String,
-    /// Costly operations, per user.
+    /// Costly operations (per user).
     pub expensive: String,
-    /// Everything else, per user or IP.
+    /// Everything else (per user or IP).
     pub default: String,
 }
 
-impl RateSettings {
-    /// The raw setting of `class` (validated at load).
+impl PerClass {
+    /// The raw setting of `class`.
     pub fn get(&self, class: LimitClass) -> &str {
         match class {
             LimitClass::Auth => &self.auth,
@@ -173,10 +175,14 @@ impl RateSettings {
         }
     }
 
-    /// The policy of `class`.
-    pub fn policy(&self, class: LimitClass) -> PolicySetting {
-        // Validated by `Settings::load`; a hand-built bad value means no limit rather than a panic.
-        self.get(class).parse().unwrap_or(PolicySetting::Off)
+    pub(crate) fn get_mut(&mut self, class: LimitClass) -> &mut String {
+        match class {
+            LimitClass::Auth => &mut self.auth,
+            LimitClass::Scan => &mut self.scan,
+            LimitClass::Score => &mut self.score,
+            LimitClass::Expensive => &mut self.expensive,
+            LimitClass::Default => &mut self.default,
+        }
     }
 }
 
@@ -201,40 +207,6 @@ impl std::str::FromStr for RedisDownMode {
             "closed" => Ok(Self::Closed),
             _ => Err(format!("{raw:?} is not one of local, open, closed")),
         }
-    }
-}
-
-/// Per class: `local`, `open` or `closed` while Redis is down (`KEEL_RATE_FALLBACK_<CLASS>`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateFallbackSettings {
-    /// Login and registration.
-    pub auth: String,
-    /// Attendance scans.
-    pub scan: String,
-    /// Score updates.
-    pub score: String,
-    /// Costly operations.
-    pub expensive: String,
-    /// Everything else.
-    pub default: String,
-}
-
-impl RateFallbackSettings {
-    /// The raw setting of `class` (validated at load).
-    pub fn get(&self, class: LimitClass) -> &str {
-        match class {
-            LimitClass::Auth => &self.auth,
-            LimitClass::Scan => &self.scan,
-            LimitClass::Score => &self.score,
-            LimitClass::Expensive => &self.expensive,
-            LimitClass::Default => &self.default,
-        }
-    }
-
-    /// The mode of `class`.
-    pub fn mode(&self, class: LimitClass) -> RedisDownMode {
-        self.get(class).parse().unwrap_or(RedisDownMode::Local)
     }
 }
 
@@ -302,6 +274,20 @@ impl Settings {
     /// The Redis URL, if one is configured.
     pub fn redis_url(&self) -> Option<&str> {
         Some(self.redis.url.expose().as_str()).filter(|u| !u.is_empty())
+    }
+
+    /// The rate-limit policy of `class`.
+    pub fn rate_policy(&self, class: LimitClass) -> PolicySetting {
+        // Validated at load; a hand-built bad value means no limit rather than a panic.
+        self.rate.get(class).parse().unwrap_or(PolicySetting::Off)
+    }
+
+    /// What `class` does while Redis is down.
+    pub fn redis_down_mode(&self, class: LimitClass) -> RedisDownMode {
+        self.rate_fallback
+            .get(class)
+            .parse()
+            .unwrap_or(RedisDownMode::Local)
     }
 
     /// The idempotency policy these settings describe.

@@ -50,8 +50,8 @@ impl RateLimits {
             .map(|class| {
                 (
                     class,
-                    settings.rate.policy(class),
-                    settings.rate_fallback.mode(class),
+                    settings.rate_policy(class),
+                    settings.redis_down_mode(class),
                 )
             })
             .collect();
