@@ -11,6 +11,7 @@ pub mod health;
 pub mod idempotency;
 pub mod ratelimit;
 
+pub use audit::MemoryAuditLog;
 pub use clock::ManualClock;
 pub use health::MemoryHealth;
 pub use idempotency::MemoryIdempotencyStore;

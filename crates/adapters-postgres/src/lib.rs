@@ -15,6 +15,7 @@ pub mod schema;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use audit::PgAuditLog;
 pub use health::PgHealth;
 pub use idempotency::PgIdempotencyStore;
 pub use pool::PgPool;

@@ -16,3 +16,19 @@ diesel::table! {
         expires_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    audit_log (seq) {
+        seq -> Int8,
+        actor -> Text,
+        action -> Text,
+        subject -> Text,
+        before -> Nullable<Jsonb>,
+        after -> Nullable<Jsonb>,
+        reason -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        at -> Timestamptz,
+        prev_hash -> Bytea,
+        hash -> Bytea,
+    }
+}

@@ -395,6 +395,9 @@ impl Settings {
             ));
         }
         env::validate_rates(&self.rate, &self.rate_fallback)?;
+        // The error names the entry at fault, never the key material.
+        keel_domain::pii::KeyRing::parse(self.secrets.pii_keys.expose())
+            .map_err(|e| ConfigError::new("KEEL_PII_KEYS", e))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| ConfigError::new("KEEL_LOG", e))?;
         Ok(())

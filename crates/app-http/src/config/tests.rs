@@ -69,6 +69,8 @@ fn a_bad_value_names_its_setting() {
         ("KEEL_IDEMPOTENCY_TTL_SECS", "99999999999"),
         ("KEEL_REDIS_PREFIX", "{bad}"),
         ("KEEL_REDIS_PREFIX", ""),
+        ("KEEL_PII_KEYS", "k1:dG9vLXNob3J0"),
+        ("KEEL_PII_KEYS", "no-colon"),
     ];
     for (key, value) in cases {
         let err = load(&[(key, value)]).expect_err(key);
@@ -106,6 +108,13 @@ fn a_config_file_overlays_the_defaults_and_env_wins() {
     std::fs::remove_dir_all(&dir).unwrap();
     let err = load(&[("KEEL_CONFIG", "/nonexistent/keel.toml")]).unwrap_err();
     assert_eq!(err.key, "KEEL_CONFIG");
+}
+
+#[test]
+fn a_bad_pii_key_is_refused_without_echoing_it() {
+    let err = load(&[("KEEL_PII_KEYS", "k1:c2VjcmV0LWJ1dC10b28tc2hvcnQ=")]).unwrap_err();
+    assert_eq!(err.key, "KEEL_PII_KEYS");
+    assert!(!err.to_string().contains("c2VjcmV0"), "{err}");
 }
 
 #[test]
