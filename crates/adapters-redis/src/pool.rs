@@ -36,6 +36,15 @@ impl RedisPool {
     /// [`COMMAND_TIMEOUT`]. Fails with [`StoreError::Unavailable`] when the URL is invalid or
     /// Redis does not answer.
     pub async fn connect(url: &str, max_size: usize) -> Result<Self, StoreError> {
+        let pool = Self::lazy(url, max_size)?;
+        pool.ping().await?;
+        Ok(pool)
+    }
+
+    /// Builds the pool without contacting Redis: connections open on first use. Fails only on
+    /// an invalid URL. A process that must start while Redis is down uses this and degrades
+    /// (each command fails fast with [`StoreError::Unavailable`]) until Redis is back.
+    pub fn lazy(url: &str, max_size: usize) -> Result<Self, StoreError> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT));
@@ -49,13 +58,11 @@ impl RedisPool {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(unavailable)?;
-        let pool = Self {
+        Ok(Self {
             pool,
             prefix: DEFAULT_PREFIX.into(),
             shared: Arc::default(),
-        };
-        pool.ping().await?;
-        Ok(pool)
+        })
     }
 
     /// The same pool, with `prefix` in front of every key.

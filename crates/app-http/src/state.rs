@@ -96,9 +96,14 @@ impl Stores {
         Ok(match settings.redis_url() {
             None => stores,
             Some(url) => {
-                let pool = RedisPool::connect(url, settings.redis.pool_size)
-                    .await?
+                // Redis is a cache and coordination layer, never the truth: if it is down at start,
+                // keel starts anyway, degraded (local budgets, Postgres-only idempotency), and
+                // uses Redis as soon as it answers.
+                let pool = RedisPool::lazy(url, settings.redis.pool_size)?
                     .with_prefix(settings.redis.key_prefix.clone());
+                if let Err(e) = pool.ping().await {
+                    tracing::warn!(error = %e, "Redis is unreachable at start: serving degraded until it answers");
+                }
                 stores.with_redis(pool)
             }
         })

@@ -282,3 +282,29 @@ async fn a_real_redis_outage_keeps_limiting_locally_and_recovers() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_node_starts_and_serves_degraded_when_redis_is_down_at_start() {
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis_url = format!("redis://127.0.0.1:{dead_port}");
+    let widgets = Widgets::new();
+    let settings = crate::support::test_settings(&[
+        ("REDIS_URL", &redis_url),
+        ("KEEL_RATE_DEFAULT", "2/hour"),
+    ]);
+    let app = keel_app_http::Application::build_with_routes(settings, widgets.routes())
+        .await
+        .expect("Redis being down must not stop start-up");
+    let app = crate::support::run_app(app);
+    let ready = app.get("/readyz").await;
+    let body = assert_problem(ready, 503, "dependency-unavailable").await;
+    assert!(body["detail"].as_str().unwrap().contains("redis"));
+    // Limits fall back to this node's budget; idempotency to the durable store.
+    assert_eq!(create(&app).await.status(), 201);
+    assert_eq!(create(&app).await.status(), 201);
+    assert_problem(create(&app).await, 429, "rate-limited").await;
+}

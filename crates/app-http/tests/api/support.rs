@@ -126,6 +126,11 @@ async fn start_node(
     run(app, Some(db), Some(redis))
 }
 
+/// Runs an application built by the test itself, over its own stores.
+pub fn run_app(app: Application) -> TestApp {
+    run(app, None, None)
+}
+
 fn run(app: Application, db: Option<Arc<TestDatabase>>, redis: Option<Arc<TestRedis>>) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
