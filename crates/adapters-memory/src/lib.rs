@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod health;
 pub mod idempotency;
+pub mod identity;
 pub mod ratelimit;
 
 pub use audit::MemoryAuditLog;

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod error;
 pub mod health;
 pub mod idempotency;
+pub mod identity;
 pub mod migrate;
 pub mod pool;
 pub mod schema;

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod clock;
 pub mod health;
 pub mod idempotency;
+pub mod identity;
 pub mod pii;
 pub mod ratelimit;
 pub mod store_error;

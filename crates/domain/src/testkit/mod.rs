@@ -6,4 +6,5 @@
 
 pub mod audit_log;
 pub mod idempotency_store;
+pub mod identity_stores;
 pub mod rate_limiter;

@@ -1,0 +1,1 @@
+//! In-memory users and refresh tokens.

@@ -1,0 +1,1 @@
+//! Users and refresh tokens in Postgres.
