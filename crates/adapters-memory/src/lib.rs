@@ -16,3 +16,4 @@ pub use audit::MemoryAuditLog;
 pub use clock::ManualClock;
 pub use health::MemoryHealth;
 pub use idempotency::MemoryIdempotencyStore;
+pub use identity::{MemoryRefreshTokenStore, MemoryUserStore};

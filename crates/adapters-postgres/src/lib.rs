@@ -19,4 +19,5 @@ pub mod testkit;
 pub use audit::PgAuditLog;
 pub use health::PgHealth;
 pub use idempotency::PgIdempotencyStore;
+pub use identity::{PgRefreshTokenStore, PgUserStore};
 pub use pool::PgPool;

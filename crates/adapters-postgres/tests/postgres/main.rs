@@ -3,4 +3,5 @@
 
 mod audit;
 mod idempotency;
+mod identity;
 mod migrations;
