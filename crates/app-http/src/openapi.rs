@@ -3,14 +3,25 @@
 use utoipa::OpenApi;
 
 use crate::http::problem::{FieldError, Problem};
-use crate::routes::ops;
+use crate::routes::{auth, ops, users};
 
 /// keel's API description, served at `/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "keel", description = "Money, scores, seats and personal data kept correct under retries, races and floods."),
-    paths(ops::healthz, ops::readyz, ops::prometheus_metrics, ops::openapi_json),
-    components(schemas(Problem, FieldError, ops::Health, ops::Readiness)),
-    tags((name = "ops", description = "Liveness, readiness, metrics"))
+    paths(
+        ops::healthz, ops::readyz, ops::prometheus_metrics, ops::openapi_json,
+        auth::register, auth::login, auth::refresh, auth::logout,
+        users::me, users::change_role,
+    ),
+    components(schemas(
+        Problem, FieldError, ops::Health, ops::Readiness,
+        auth::Registration, auth::Login, auth::RefreshRequest, auth::TokenPair, auth::UserView, users::RoleChange,
+    )),
+    tags(
+        (name = "ops", description = "Liveness, readiness, metrics"),
+        (name = "auth", description = "Registration, login, token rotation"),
+        (name = "users", description = "Accounts and roles"),
+    )
 )]
 pub struct ApiDoc;

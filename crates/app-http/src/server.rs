@@ -9,6 +9,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::config::{ConfigError, Settings};
+use crate::http::auth::authenticate;
 use crate::http::{extractors, metrics, request_context::request_context};
 use crate::routes;
 use crate::state::{AppState, Stores};
@@ -36,6 +37,9 @@ pub enum StartupError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The identity services could not be built.
+    #[error(transparent)]
+    Identity(#[from] crate::state::IdentitySetupError),
     /// Another I/O failure while starting the server.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -61,6 +65,17 @@ impl Application {
         extra_api: ApiRoutes,
     ) -> Result<Self, StartupError> {
         let stores = Stores::connect(&settings).await?;
+        Self::start_over(settings, stores, extra_api).await
+    }
+
+    /// Like [`Application::build_with`], but also creates the bootstrap admin first, exactly as
+    /// the binary does.
+    pub async fn start_over(
+        settings: Settings,
+        stores: Stores,
+        extra_api: ApiRoutes,
+    ) -> Result<Self, StartupError> {
+        crate::bootstrap::ensure_admin(&settings, &stores).await?;
         Self::build_with(settings, stores, extra_api)
     }
 
@@ -76,10 +91,11 @@ impl Application {
                 source,
             })?;
         let port = listener.local_addr()?.port();
-        let state = web::Data::new(AppState::new(settings.clone(), stores.clone()));
+        // The recorder first: the rate limiter registers its counters when built.
+        metrics::handle();
+        let state = web::Data::new(AppState::new(settings.clone(), stores.clone())?);
         let body_limit = settings.server.body_limit_bytes;
         let state_for_tasks = state.clone();
-        metrics::handle();
         let mut server = HttpServer::new(move || {
             let extra_api = extra_api.clone();
             App::new()
@@ -87,6 +103,7 @@ impl Application {
                 .configure(extractors::configure(body_limit))
                 .configure(move |cfg| routes::configure(cfg, extra_api.as_ref()))
                 .default_service(web::to(routes::not_found))
+                .wrap(from_fn(authenticate))
                 .wrap(from_fn(request_context))
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)

@@ -3,14 +3,24 @@
 use std::sync::Arc;
 
 use keel_adapters_memory::ratelimit::MemoryRateLimiter;
-use keel_adapters_memory::{MemoryHealth, MemoryIdempotencyStore};
+use keel_adapters_memory::{
+    MemoryAuditLog, MemoryHealth, MemoryIdempotencyStore, MemoryRefreshTokenStore, MemoryUserStore,
+};
 use keel_adapters_postgres::migrate::run_pending_migrations;
-use keel_adapters_postgres::{PgHealth, PgIdempotencyStore, PgPool};
+use keel_adapters_postgres::{
+    PgAuditLog, PgHealth, PgIdempotencyStore, PgPool, PgRefreshTokenStore, PgUserStore,
+};
 use keel_adapters_redis::RedisIdempotencyCache;
 use keel_adapters_redis::{RedisHealth, RedisPool, RedisRateLimiter};
+use keel_domain::audit::AuditLog;
 use keel_domain::health::HealthProbe;
 use keel_domain::idempotency::IdempotencyStore;
 use keel_domain::idempotency::{CacheUse, LayeredIdempotencyStore};
+use keel_domain::identity::access_token::{AccessTokenSigner, TokenError};
+use keel_domain::identity::password::{PasswordError, PasswordHasher};
+use keel_domain::identity::refresh::RefreshTokenStore;
+use keel_domain::identity::store::UserStore;
+use keel_domain::pii::{Cipher, CipherError, KeyRing, XChaChaCipher};
 use keel_domain::ratelimit::RateLimiter;
 use keel_domain::{Clock, StoreError, SystemClock};
 
@@ -35,6 +45,12 @@ pub struct Stores {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// Rate-limit budgets: in Redis when configured (shared by all nodes), else in process.
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// User accounts.
+    pub users: Arc<dyn UserStore>,
+    /// Refresh-token families.
+    pub refresh_tokens: Arc<dyn RefreshTokenStore>,
+    /// The tamper-evident audit log.
+    pub audit: Arc<dyn AuditLog>,
     /// One probe per configured dependency, for `/readyz`.
     pub probes: Vec<Arc<dyn HealthProbe>>,
     postgres: Option<PgPool>,
@@ -44,10 +60,15 @@ pub struct Stores {
 impl Stores {
     /// The embedded in-memory stores.
     pub fn memory() -> Self {
+        let users = MemoryUserStore::new();
+        let refresh_tokens = MemoryRefreshTokenStore::new(&users);
         Self {
             backend: Backend::Memory,
             idempotency: Arc::new(MemoryIdempotencyStore::new()),
             rate_limiter: Arc::new(MemoryRateLimiter::new()),
+            users: Arc::new(users),
+            refresh_tokens: Arc::new(refresh_tokens),
+            audit: Arc::new(MemoryAuditLog::new()),
             probes: vec![Arc::new(MemoryHealth)],
             postgres: None,
             redis: None,
@@ -60,6 +81,9 @@ impl Stores {
             backend: Backend::Postgres,
             idempotency: Arc::new(PgIdempotencyStore::new(pool.clone())),
             rate_limiter: Arc::new(MemoryRateLimiter::new()),
+            users: Arc::new(PgUserStore::new(pool.clone())),
+            refresh_tokens: Arc::new(PgRefreshTokenStore::new(pool.clone())),
+            audit: Arc::new(PgAuditLog::new(pool.clone())),
             probes: vec![Arc::new(PgHealth::new(pool.clone()))],
             postgres: Some(pool),
             redis: None,
@@ -145,6 +169,56 @@ fn count_cache_use(used: CacheUse) {
     metrics::counter!(IDEMPOTENCY_CACHE_TOTAL, "result" => result).increment(1);
 }
 
+/// Access-token lifetime (DESIGN.md §2).
+pub const ACCESS_TOKEN_TTL_MINUTES: i64 = 15;
+/// `iss` and `aud` of keel's access tokens.
+pub const TOKEN_ISSUER: &str = "keel";
+/// See [`TOKEN_ISSUER`].
+pub const TOKEN_AUDIENCE: &str = "keel-api";
+
+/// Why the identity services could not be built from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentitySetupError {
+    /// `KEEL_JWT_SECRET` is unusable.
+    #[error("KEEL_JWT_SECRET: {0}")]
+    Token(#[from] TokenError),
+    /// `KEEL_PII_KEYS` is unusable.
+    #[error("KEEL_PII_KEYS: {0}")]
+    Cipher(#[from] CipherError),
+    /// The password hasher could not start.
+    #[error("password hashing: {0}")]
+    Password(#[from] PasswordError),
+}
+
+/// Credentials and personal-data services, built once from the secrets.
+#[derive(Clone)]
+pub struct Identity {
+    /// Argon2id hashing (run it on a blocking thread).
+    pub passwords: Arc<PasswordHasher>,
+    /// HS256 access tokens.
+    pub tokens: Arc<AccessTokenSigner>,
+    /// Field encryption of personal data.
+    pub cipher: Arc<dyn Cipher>,
+}
+
+impl Identity {
+    /// The services for `settings`.
+    pub fn from_settings(settings: &Settings) -> Result<Self, IdentitySetupError> {
+        let tokens = AccessTokenSigner::new(
+            settings.secrets.jwt_secret.expose().as_bytes(),
+            TOKEN_ISSUER,
+            TOKEN_AUDIENCE,
+            chrono::Duration::minutes(ACCESS_TOKEN_TTL_MINUTES),
+        )?;
+        let keys = KeyRing::parse(settings.secrets.pii_keys.expose())?;
+        Ok(Self {
+            passwords: Arc::new(PasswordHasher::new()?),
+            tokens: Arc::new(tokens),
+            cipher: Arc::new(XChaChaCipher::new(keys)),
+        })
+    }
+}
+
 /// Everything a handler can reach, shared by all workers.
 #[derive(Clone)]
 pub struct AppState {
@@ -156,18 +230,21 @@ pub struct AppState {
     pub limits: RateLimits,
     /// The time source of every rule.
     pub clock: Arc<dyn Clock>,
+    /// Passwords, tokens and the PII cipher.
+    pub identity: Identity,
 }
 
 impl AppState {
     /// The state of a server over `stores` with `settings`, on the system clock.
-    pub fn new(settings: Settings, stores: Stores) -> Self {
+    pub fn new(settings: Settings, stores: Stores) -> Result<Self, IdentitySetupError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        Self {
+        Ok(Self {
             limits: RateLimits::new(stores.rate_limiter.clone(), &settings, clock.clone()),
+            identity: Identity::from_settings(&settings)?,
             settings: Arc::new(settings),
             stores,
             clock,
-        }
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use actix_web::{HttpMessage, HttpRequest};
+use keel_domain::identity::values::Role;
 use uuid::Uuid;
 
 use super::client_ip::client_ip;
@@ -14,6 +15,8 @@ use crate::state::AppState;
 pub struct Principal {
     /// The user's id.
     pub user_id: Uuid,
+    /// The role the access token was issued for.
+    pub role: Role,
 }
 
 /// The caller as cross-cutting rules see it: a user when authenticated, else a client address.

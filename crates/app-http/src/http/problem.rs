@@ -47,12 +47,17 @@ problem_types! {
     MALFORMED_JSON = "malformed-json", 400, "The request body is not valid JSON";
     INVALID_HEADER = "invalid-header", 400, "A request header is invalid";
     UNAUTHENTICATED = "unauthenticated", 401, "Authentication is required";
+    INVALID_TOKEN = "invalid-token", 401, "The access token is invalid or expired";
+    INVALID_CREDENTIALS = "invalid-credentials", 401, "Email or password is wrong";
+    INVALID_REFRESH_TOKEN = "invalid-refresh-token", 401, "The refresh token is invalid, expired or revoked";
+    REFRESH_TOKEN_REUSED = "refresh-token-reused", 401, "The refresh token was already used; its session is revoked";
     FORBIDDEN = "forbidden", 403, "You are not allowed to do this";
     NOT_FOUND = "not-found", 404, "No such resource";
     METHOD_NOT_ALLOWED = "method-not-allowed", 405, "Method not allowed on this resource";
     NOT_ACCEPTABLE = "not-acceptable", 406, "No acceptable representation";
     REQUEST_TIMEOUT = "request-timeout", 408, "The request took too long to arrive";
     CONFLICT = "conflict", 409, "The request conflicts with the current state";
+    EMAIL_TAKEN = "email-taken", 409, "An account with this email already exists";
     IDEMPOTENCY_KEY_IN_FLIGHT = "idempotency-key-in-flight", 409, "A request with this Idempotency-Key is still in progress";
     PAYLOAD_TOO_LARGE = "payload-too-large", 413, "The request body is too large";
     UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type", 415, "Unsupported content type";

@@ -1,6 +1,8 @@
 //! Route table: ops routes at the root, the product API under `/api/v1`.
 
+pub mod auth;
 pub mod ops;
+pub mod users;
 
 use actix_web::web;
 
@@ -15,7 +17,11 @@ pub fn configure(
     extra_api: &(dyn Fn(&mut web::ServiceConfig) + Send + Sync),
 ) {
     ops::configure(cfg);
-    cfg.service(web::scope(API_BASE).configure(|api| extra_api(api)));
+    cfg.service(web::scope(API_BASE).configure(|api| {
+        auth::configure(api);
+        users::configure(api);
+        extra_api(api);
+    }));
 }
 
 /// The answer for paths that match no route: a 404 problem.

@@ -1,6 +1,7 @@
 //! HTTP tests of the real `keel` server on a random port, over memory or real stores.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod binary;
 mod idempotency;
 mod ops;
