@@ -3,7 +3,7 @@
 use utoipa::OpenApi;
 
 use crate::http::problem::{FieldError, Problem};
-use crate::routes::{auth, ops, users};
+use crate::routes::{admin, auth, ops, users};
 
 /// keel's API description, served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -12,16 +12,19 @@ use crate::routes::{auth, ops, users};
     paths(
         ops::healthz, ops::readyz, ops::prometheus_metrics, ops::openapi_json,
         auth::register, auth::login, auth::refresh, auth::logout,
-        users::me, users::change_role,
+        users::me, users::change_role, users::read_pii, users::delete_user,
+        admin::list_audit, admin::verify_audit,
     ),
     components(schemas(
         Problem, FieldError, ops::Health, ops::Readiness,
         auth::Registration, auth::Login, auth::RefreshRequest, auth::TokenPair, auth::UserView, users::RoleChange,
+        users::PiiView, admin::AuditItem, admin::AuditList, admin::AuditVerification,
     )),
     tags(
         (name = "ops", description = "Liveness, readiness, metrics"),
         (name = "auth", description = "Registration, login, token rotation"),
-        (name = "users", description = "Accounts and roles"),
+        (name = "users", description = "Accounts, roles and personal data"),
+        (name = "audit", description = "The tamper-evident audit log"),
     )
 )]
 pub struct ApiDoc;

@@ -1,5 +1,6 @@
 //! Route table: ops routes at the root, the product API under `/api/v1`.
 
+pub mod admin;
 pub mod auth;
 pub mod ops;
 pub mod users;
@@ -19,6 +20,7 @@ pub fn configure(
     ops::configure(cfg);
     cfg.service(web::scope(API_BASE).configure(|api| {
         auth::configure(api);
+        admin::configure(api);
         users::configure(api);
         extra_api(api);
     }));

@@ -417,3 +417,133 @@ async fn on_postgres_pii_is_ciphertext_and_registration_replays_on_its_key() {
     );
     assert_eq!(login(&app, "pg@example.com", PASSWORD).await.status(), 200);
 }
+
+async fn promote(app: &TestApp, admin_token: &str, id: &str, role: &str) {
+    let response = app
+        .client
+        .patch(app.url(&format!("/api/v1/admin/users/{id}")))
+        .bearer_auth(admin_token)
+        .json(&json!({"role": role}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn get_as(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Registers `email` with a role given by the admin; returns (user id, access token).
+async fn account(app: &TestApp, admin_token: &str, email: &str, role: &str) -> (String, String) {
+    let id = register(app, email).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    if role != "participant" {
+        promote(app, admin_token, &id, role).await;
+    }
+    let token = tokens(app, email, PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (id, token)
+}
+
+#[tokio::test]
+async fn pii_is_shown_by_role_and_every_staff_read_is_audited() {
+    let (app, _) = spawn_with_admin(&[]).await;
+    let admin = tokens(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let admin_token = admin["access_token"].as_str().unwrap();
+    let (owner_id, owner) = account(&app, admin_token, "owner@example.com", "participant").await;
+    let (_, stranger) = account(&app, admin_token, "stranger@example.com", "participant").await;
+    let (_, organizer) = account(&app, admin_token, "org@example.com", "organizer").await;
+    let (_, support) = account(&app, admin_token, "support@example.com", "support").await;
+    let path = format!("/api/v1/users/{owner_id}/pii");
+
+    let own: Value = get_as(&app, &owner, &path).await.json().await.unwrap();
+    assert_eq!(own["phone"], "+27821234321");
+    assert_eq!(own["masked"], false);
+
+    assert_problem(get_as(&app, &stranger, &path).await, 403, "forbidden").await;
+
+    let masked: Value = get_as(&app, &organizer, &path).await.json().await.unwrap();
+    assert_eq!(masked["phone"], "+27•••••321");
+    assert_eq!(masked["masked"], true);
+
+    assert_problem(get_as(&app, &support, &path).await, 400, "bad-request").await;
+    let reasoned = get_as(&app, &support, &format!("{path}?reason=ticket%2042")).await;
+    let read_request_id = reasoned.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let full: Value = reasoned.json().await.unwrap();
+    assert_eq!(full["phone"], "+27821234321");
+
+    let audit: Value = get_as(&app, admin_token, "/api/v1/admin/audit?action=pii.read")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = audit["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only the staff read is audited: {audit}");
+    assert_eq!(items[0]["subject"], format!("user:{owner_id}"));
+    assert_eq!(items[0]["reason"], "ticket 42");
+    assert_eq!(items[0]["request_id"], read_request_id.as_str());
+    assert_eq!(items[0]["after"]["fields"], json!(["phone"]));
+
+    let verified: Value = get_as(&app, admin_token, "/api/v1/admin/audit/verify")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["intact"], true);
+    assert_problem(
+        get_as(&app, &support, "/api/v1/admin/audit").await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_problem(
+        get_as(&app, admin_token, "/api/v1/admin/audit?cursor=%%%").await,
+        422,
+        "validation-failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn accounts_are_deleted_by_their_owner_or_an_admin_only() {
+    let (app, _) = spawn_with_admin(&[]).await;
+    let admin = tokens(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let admin_token = admin["access_token"].as_str().unwrap();
+    let (a_id, a_token) = account(&app, admin_token, "a@example.com", "participant").await;
+    let (b_id, _) = account(&app, admin_token, "b@example.com", "participant").await;
+    let delete = |token: &str, id: &str| {
+        app.client
+            .delete(app.url(&format!("/api/v1/users/{id}")))
+            .bearer_auth(token)
+            .send()
+    };
+
+    assert_problem(delete(&a_token, &b_id).await.unwrap(), 403, "forbidden").await;
+    assert_eq!(delete(&a_token, &a_id).await.unwrap().status(), 204);
+    assert_eq!(
+        login(&app, "a@example.com", PASSWORD).await.status(),
+        401,
+        "the account is gone"
+    );
+    assert_eq!(delete(admin_token, &b_id).await.unwrap().status(), 204);
+    assert_problem(delete(admin_token, &b_id).await.unwrap(), 404, "not-found").await;
+    let audit: Value = get_as(&app, admin_token, "/api/v1/admin/audit?action=user.deleted")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2);
+}

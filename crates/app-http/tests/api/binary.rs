@@ -27,17 +27,20 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `keel serve` and waits for its "listening" log line.
-fn start_server(port: u16) -> (Child, Vec<String>) {
+/// Starts `keel serve` and waits for its "listening" log line; later lines keep arriving on
+/// the returned receiver.
+fn start_server_with(
+    port: u16,
+    env: &[(&str, &str)],
+) -> (Child, Vec<String>, std::sync::mpsc::Receiver<String>) {
     let bind = format!("127.0.0.1:{port}");
-    let mut child = keel(
-        &["serve"],
-        &[("KEEL_BIND", &bind), ("KEEL_LOG_FORMAT", "json")],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut all = vec![("KEEL_BIND", bind.as_str()), ("KEEL_LOG_FORMAT", "json")];
+    all.extend_from_slice(env);
+    let mut child = keel(&["serve"], &all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     // Lines are read on a thread of their own so the deadline holds even if keel prints nothing.
     let stdout = child.stdout.take().unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
@@ -58,12 +61,34 @@ fn start_server(port: u16) -> (Child, Vec<String>) {
         let listening = line.contains("keel listening");
         lines.push(line);
         if listening {
-            return (child, lines);
+            return (child, lines, receiver);
         }
     }
     let _ = child.kill();
     let _ = child.wait();
     panic!("keel did not start: {lines:?}");
+}
+
+/// Starts `keel serve` with default settings.
+fn start_server(port: u16) -> (Child, Vec<String>) {
+    let (child, lines, _) = start_server_with(port, &[]);
+    (child, lines)
+}
+
+fn stop(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            return exit;
+        }
+        assert!(Instant::now() < deadline, "keel did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -114,19 +139,7 @@ async fn serves_from_memory_by_default_and_drains_on_sigterm() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "keel did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exit = stop(&mut child);
     assert!(exit.success(), "graceful stop exits 0, got {exit:?}");
 }
 
@@ -148,4 +161,116 @@ async fn migrate_applies_embedded_migrations() {
             .unwrap()
             .contains("up to date")
     );
+}
+
+#[tokio::test]
+async fn logs_of_a_full_identity_flow_carry_no_secret_or_personal_data() {
+    let port = free_port();
+    let admin_password = "bootstrap-admin-secret-77";
+    let (mut child, mut lines, receiver) = start_server_with(
+        port,
+        &[
+            ("KEEL_LOG", "debug"),
+            ("KEEL_BOOTSTRAP_ADMIN_EMAIL", "root@keel.test"),
+            ("KEEL_BOOTSTRAP_ADMIN_PASSWORD", admin_password),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let client = reqwest::Client::new();
+    let password = "my very secret passphrase";
+    let (phone, national_id) = ("+27825550199", "8001015009087");
+    let registered: serde_json::Value = client
+        .post(format!("{base}/auth/register"))
+        .json(&serde_json::json!({
+            "email": "logs@example.com", "password": password, "display_name": "Logs",
+            "phone": phone, "national_id": national_id,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = registered["id"].as_str().unwrap().to_owned();
+    let login = |email: &'static str, password: &'static str| {
+        client
+            .post(format!("{base}/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+    };
+    let pair: serde_json::Value = login("logs@example.com", "my very secret passphrase")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = pair["access_token"].as_str().unwrap().to_owned();
+    let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+    let rotated: serde_json::Value = client
+        .post(format!("{base}/auth/refresh"))
+        .json(&serde_json::json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    client
+        .post(format!("{base}/auth/refresh"))
+        .json(&serde_json::json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    let pii = client
+        .get(format!("{base}/users/{id}/pii"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pii.status(), 200);
+    let admin: serde_json::Value = login("root@keel.test", "bootstrap-admin-secret-77")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let staff_read = client
+        .get(format!("{base}/users/{id}/pii?reason=audit"))
+        .bearer_auth(admin["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(staff_read.status(), 200);
+    login("logs@example.com", "wrong password guess!")
+        .await
+        .unwrap();
+
+    let exit = stop(&mut child);
+    assert!(exit.success());
+    lines.extend(receiver.try_iter());
+    let log = lines.join("\n");
+    assert!(
+        log.contains("request finished"),
+        "the flow was logged at all"
+    );
+    let secrets = [
+        password,
+        admin_password,
+        "wrong password guess!",
+        phone,
+        national_id,
+        access.as_str(),
+        refresh.as_str(),
+        rotated["refresh_token"].as_str().unwrap(),
+        rotated["access_token"].as_str().unwrap(),
+        admin["access_token"].as_str().unwrap(),
+        "dev-only-jwt-secret",
+        "ZGV2LW9ubHktcGlp",
+    ];
+    for secret in secrets {
+        assert!(
+            !log.contains(secret),
+            "a secret or PII value reached the logs: {secret}"
+        );
+    }
 }
