@@ -28,4 +28,16 @@ pub enum Command {
     ///
     /// Safe to run from several nodes at once: an advisory lock makes them take turns.
     Migrate,
+    /// Audit-log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `keel audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit log's hash chain and name the first broken entry.
+    ///
+    /// Exits 0 when the chain is intact and 1 when an entry was edited, removed or reordered.
+    Verify,
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use keel_adapters_postgres::migrate::run_pending_migrations;
-use keel_app_http::cli::{Cli, Command};
+use keel_app_http::cli::{AuditCommand, Cli, Command};
 use keel_app_http::state::Backend;
 use keel_app_http::{Application, Settings, StartupError, telemetry};
 
@@ -22,6 +22,11 @@ async fn main() -> ExitCode {
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(&settings).await,
+        Command::Audit(AuditCommand::Verify) => match verify_audit(&settings).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,6 +59,20 @@ async fn serve(settings: Settings) -> Result<(), StartupError> {
     tracing::info!(address = %bind, port = app.port(), "keel listening on http://{}:{}", bind.ip(), app.port());
     app.run_until_signalled().await?;
     Ok(())
+}
+
+/// Prints the chain report; `Ok(false)` when the chain is broken.
+async fn verify_audit(settings: &Settings) -> Result<bool, StartupError> {
+    let stores = keel_app_http::state::Stores::connect(settings).await?;
+    let report = stores.audit.verify().await?;
+    match &report.broken {
+        None => println!("keel: audit chain intact ({} entries)", report.checked),
+        Some(b) => println!(
+            "keel: audit chain BROKEN at entry {} ({:?}); {} entries before it are intact",
+            b.seq, b.reason, report.checked
+        ),
+    }
+    Ok(report.is_intact())
 }
 
 async fn migrate(settings: &Settings) -> Result<(), StartupError> {

@@ -274,3 +274,54 @@ async fn logs_of_a_full_identity_flow_carry_no_secret_or_personal_data() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_verify_reports_an_intact_chain_and_names_a_tampered_entry() {
+    use diesel_async::SimpleAsyncConnection;
+    use keel_adapters_postgres::PgAuditLog;
+    use keel_domain::audit::{Actor, AuditEntry, AuditLog};
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let log = PgAuditLog::new(db.pool().clone());
+    for i in 0..3 {
+        let entry = AuditEntry::new(
+            Actor::system(),
+            "test.event",
+            format!("thing:{i}"),
+            chrono::Utc::now(),
+        );
+        log.append(entry).await.unwrap();
+    }
+    let out = keel(&["audit", "verify"], &[("DATABASE_URL", db.url())])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("intact (3 entries)")
+    );
+
+    let mut conn = db.pool().get().await.unwrap();
+    conn.batch_execute(
+        "ALTER TABLE audit_log DISABLE TRIGGER USER; \
+         UPDATE audit_log SET subject = 'thing:forged' WHERE seq = 2; \
+         ALTER TABLE audit_log ENABLE TRIGGER USER",
+    )
+    .await
+    .unwrap();
+    let out = keel(&["audit", "verify"], &[("DATABASE_URL", db.url())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("BROKEN at entry 2")
+    );
+}
