@@ -290,13 +290,7 @@ pub async fn refresh(
     request_id: RequestId,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let invalid = || {
-        ApiError::problem(
-            ProblemType::INVALID_REFRESH_TOKEN,
-            "the refresh token is not valid",
-        )
-    };
-    let presented = RefreshSecret::parse(body.refresh_token.trim()).map_err(|_| invalid())?;
+    let presented = presented_secret(&body)?;
     let next = RefreshSecret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
     let now = state.clock.now();
     let outcome = state
@@ -316,7 +310,7 @@ pub async fn refresh(
                 .users
                 .find_by_id(user_id)
                 .await?
-                .ok_or_else(invalid)?;
+                .ok_or_else(invalid_refresh)?;
             let (access_token, _) = state
                 .identity
                 .tokens
@@ -346,8 +340,23 @@ pub async fn refresh(
                 "this refresh token was already used; the session is revoked, log in again",
             ))
         }
-        RotateOutcome::Expired | RotateOutcome::Unknown | RotateOutcome::Revoked => Err(invalid()),
+        RotateOutcome::Expired | RotateOutcome::Unknown | RotateOutcome::Revoked => {
+            Err(invalid_refresh())
+        }
     }
+}
+
+/// The answer to any refresh token that cannot be used (malformed, unknown, expired, revoked).
+fn invalid_refresh() -> ApiError {
+    ApiError::problem(
+        ProblemType::INVALID_REFRESH_TOKEN,
+        "the refresh token is not valid",
+    )
+}
+
+/// The refresh token in a request body, if it is well formed.
+fn presented_secret(body: &RefreshRequest) -> Result<RefreshSecret, ApiError> {
+    RefreshSecret::parse(body.refresh_token.trim()).map_err(|_| invalid_refresh())
 }
 
 /// Ends the session of the presented refresh token (its whole family is revoked).
@@ -357,13 +366,7 @@ pub async fn logout(
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let invalid = || {
-        ApiError::problem(
-            ProblemType::INVALID_REFRESH_TOKEN,
-            "the refresh token is not valid",
-        )
-    };
-    let presented = RefreshSecret::parse(body.refresh_token.trim()).map_err(|_| invalid())?;
+    let presented = presented_secret(&body)?;
     // Rotating finds the family atomically; the token it would hand out is revoked at once.
     let placeholder = RefreshSecret::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
     let now = state.clock.now();
@@ -385,6 +388,8 @@ pub async fn logout(
             ProblemType::REFRESH_TOKEN_REUSED,
             "this refresh token was already used; the session is revoked",
         )),
-        RotateOutcome::Expired | RotateOutcome::Unknown | RotateOutcome::Revoked => Err(invalid()),
+        RotateOutcome::Expired | RotateOutcome::Unknown | RotateOutcome::Revoked => {
+            Err(invalid_refresh())
+        }
     }
 }
