@@ -3,6 +3,10 @@
 //! Both stores share one lock over one state (like the tables of one database), so deleting a
 //! user removes its refresh tokens and a token can only be issued to an existing user. Build the
 //! token store from the user store with [`MemoryRefreshTokenStore::new`].
+//!
+//! Sealed values are listed for key rotation in the port's order: user id (UUID bytes, as
+//! Postgres orders `uuid`), then field *name* ([`PiiField::as_str`], as Postgres orders the
+//! `text` column), not [`PiiField`]'s declaration order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +21,7 @@ use keel_domain::identity::refresh::{
 use keel_domain::identity::store::{UserStore, UserStoreError};
 use keel_domain::identity::user::{NewUser, User, UserId};
 use keel_domain::identity::values::{Email, Role};
+use keel_domain::pii::{PiiField, Sealed};
 use uuid::Uuid;
 
 #[derive(Debug, Default)]
@@ -106,6 +111,57 @@ impl UserStore for MemoryUserStore {
         state.by_email.remove(&user.email);
         state.tokens.retain(|_, token| token.record.user_id != id);
         Ok(true)
+    }
+
+    async fn pii_not_under_key(
+        &self,
+        active_key_id: &str,
+        after: Option<(UserId, PiiField)>,
+        limit: u32,
+    ) -> Result<Vec<(UserId, PiiField, Sealed)>, StoreError> {
+        let after = after.map(|(user, field)| (user, field.as_str()));
+        let state = self.state.lock();
+        let mut found: Vec<(UserId, PiiField, &Sealed)> = state
+            .users
+            .values()
+            .flat_map(|user| {
+                user.pii
+                    .iter()
+                    .map(move |(field, sealed)| (user.id, *field, sealed))
+            })
+            .filter(|(user, field, sealed)| {
+                sealed.key_id != active_key_id
+                    && after.is_none_or(|after| (*user, field.as_str()) > after)
+            })
+            .collect();
+        found.sort_unstable_by_key(|(user, field, _)| (*user, field.as_str()));
+        Ok(found
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|(user, field, sealed)| (user, field, sealed.clone()))
+            .collect())
+    }
+
+    async fn replace_pii(
+        &self,
+        user: UserId,
+        field: PiiField,
+        expected_key_id: &str,
+        sealed: &Sealed,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state.lock();
+        let stored = state
+            .users
+            .get_mut(&user)
+            .and_then(|user| user.pii.get_mut(&field))
+            .filter(|stored| stored.key_id == expected_key_id);
+        Ok(match stored {
+            Some(stored) => {
+                *stored = sealed.clone();
+                true
+            }
+            None => false,
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod identity;
@@ -14,6 +15,7 @@ pub mod ratelimit;
 
 pub use audit::MemoryAuditLog;
 pub use clock::ManualClock;
+pub use events::MemoryEventBus;
 pub use health::MemoryHealth;
 pub use idempotency::MemoryIdempotencyStore;
 pub use identity::{MemoryRefreshTokenStore, MemoryUserStore};

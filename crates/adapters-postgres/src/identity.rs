@@ -8,6 +8,12 @@
 //! A rotation is one transaction that locks the presented token's row (`SELECT … FOR UPDATE`),
 //! applies the domain's [`decide_rotation`] to it and carries the decision out, so concurrent
 //! rotations of one token run one after the other and exactly one of them wins.
+//!
+//! Key rotation reads `user_pii` as a keyset scan over its primary key `(user_id, field)`:
+//! `uuid` order, then the field names in `text` order (the names start with distinct letters, so
+//! every collation agrees with the port's byte order of names). A rotated value is written back
+//! with one `UPDATE … WHERE user_id = $1 AND field = $2 AND key_id = $3`, so a value changed
+//! meanwhile is never overwritten.
 
 use std::collections::BTreeMap;
 
@@ -273,6 +279,69 @@ impl UserStore for PgUserStore {
             .await
             .map_err(query_error)?;
         Ok(deleted == 1)
+    }
+
+    async fn pii_not_under_key(
+        &self,
+        active_key_id: &str,
+        after: Option<(UserId, PiiField)>,
+        limit: u32,
+    ) -> Result<Vec<(UserId, PiiField, Sealed)>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let mut query = user_pii::table
+            .filter(user_pii::key_id.ne(active_key_id))
+            .select((user_pii::user_id, PII_COLUMNS))
+            .order((user_pii::user_id.asc(), user_pii::field.asc()))
+            .limit(i64::from(limit))
+            .into_boxed();
+        if let Some((user, field)) = after {
+            // (user_id, field) > (user, field), with a plain lower bound on the index's first column.
+            let user = user.as_uuid();
+            query = query.filter(
+                user_pii::user_id.ge(user).and(
+                    user_pii::user_id
+                        .gt(user)
+                        .or(user_pii::field.gt(field.as_str())),
+                ),
+            );
+        }
+        let rows = query
+            .load::<(Uuid, PiiRow)>(&mut conn)
+            .await
+            .map_err(query_error)?;
+        rows.into_iter()
+            .map(|(user, pii)| {
+                let (field, sealed) = sealed_from_row(pii)?;
+                Ok((UserId(user), field, sealed))
+            })
+            .collect()
+    }
+
+    async fn replace_pii(
+        &self,
+        user: UserId,
+        field: PiiField,
+        expected_key_id: &str,
+        sealed: &Sealed,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let replaced = diesel::update(
+            user_pii::table.filter(
+                user_pii::user_id
+                    .eq(user.as_uuid())
+                    .and(user_pii::field.eq(field.as_str()))
+                    .and(user_pii::key_id.eq(expected_key_id)),
+            ),
+        )
+        .set((
+            user_pii::key_id.eq(sealed.key_id.as_str()),
+            user_pii::nonce.eq(sealed.nonce.as_slice()),
+            user_pii::ciphertext.eq(sealed.ciphertext.as_slice()),
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(query_error)?;
+        Ok(replaced == 1)
     }
 }
 

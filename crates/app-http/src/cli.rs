@@ -31,6 +31,16 @@ pub enum Command {
     /// Audit-log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Re-encrypt every stored PII value to the active key of KEEL_PII_KEYS, in batches.
+    ///
+    /// Put the new key first in KEEL_PII_KEYS and keep the old ones after it until this reports
+    /// nothing left to rotate. Safe to interrupt and run again (it only picks values not yet
+    /// under the active key) and to run from several nodes at once.
+    RotatePiiKeys {
+        /// Values re-encrypted per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: u32,
+    },
 }
 
 /// `keel audit …`.

@@ -22,6 +22,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(&settings).await,
+        Command::RotatePiiKeys { batch } => rotate_pii_keys(&settings, batch).await,
         Command::Audit(AuditCommand::Verify) => match verify_audit(&settings).await {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),
@@ -58,6 +59,27 @@ async fn serve(settings: Settings) -> Result<(), StartupError> {
     }
     tracing::info!(address = %bind, port = app.port(), "keel listening on http://{}:{}", bind.ip(), app.port());
     app.run_until_signalled().await?;
+    Ok(())
+}
+
+/// Re-encrypts stored PII to the active key and prints what it did.
+async fn rotate_pii_keys(settings: &Settings, batch: u32) -> Result<(), StartupError> {
+    let stores = keel_app_http::state::Stores::connect(settings).await?;
+    let identity = keel_app_http::state::Identity::from_settings(settings)?;
+    let report = keel_domain::identity::pii_rotation::rotate_pii_keys(
+        stores.users.as_ref(),
+        identity.cipher.as_ref(),
+        batch,
+    )
+    .await
+    .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))?;
+    println!(
+        "keel: {} PII values re-encrypted to key {}, {} changed concurrently, {} unreadable (key missing from KEEL_PII_KEYS or damaged)",
+        report.rotated,
+        identity.cipher.active_key_id(),
+        report.skipped,
+        report.unreadable
+    );
     Ok(())
 }
 

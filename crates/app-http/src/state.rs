@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use keel_adapters_memory::ratelimit::MemoryRateLimiter;
 use keel_adapters_memory::{
-    MemoryAuditLog, MemoryHealth, MemoryIdempotencyStore, MemoryRefreshTokenStore, MemoryUserStore,
+    MemoryAuditLog, MemoryEventBus, MemoryHealth, MemoryIdempotencyStore, MemoryRefreshTokenStore,
+    MemoryUserStore,
 };
 use keel_adapters_postgres::migrate::run_pending_migrations;
 use keel_adapters_postgres::{
@@ -13,6 +14,7 @@ use keel_adapters_postgres::{
 use keel_adapters_redis::RedisIdempotencyCache;
 use keel_adapters_redis::{RedisHealth, RedisPool, RedisRateLimiter};
 use keel_domain::audit::AuditLog;
+use keel_domain::events::EventBus;
 use keel_domain::health::HealthProbe;
 use keel_domain::idempotency::IdempotencyStore;
 use keel_domain::idempotency::{CacheUse, LayeredIdempotencyStore};
@@ -51,6 +53,8 @@ pub struct Stores {
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
     /// The tamper-evident audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// Domain events within this process (cross-node delivery comes with Redis pub/sub).
+    pub events: Arc<dyn EventBus>,
     /// One probe per configured dependency, for `/readyz`.
     pub probes: Vec<Arc<dyn HealthProbe>>,
     postgres: Option<PgPool>,
@@ -69,6 +73,7 @@ impl Stores {
             users: Arc::new(users),
             refresh_tokens: Arc::new(refresh_tokens),
             audit: Arc::new(MemoryAuditLog::new()),
+            events: Arc::new(MemoryEventBus::new()),
             probes: vec![Arc::new(MemoryHealth)],
             postgres: None,
             redis: None,
@@ -84,6 +89,7 @@ impl Stores {
             users: Arc::new(PgUserStore::new(pool.clone())),
             refresh_tokens: Arc::new(PgRefreshTokenStore::new(pool.clone())),
             audit: Arc::new(PgAuditLog::new(pool.clone())),
+            events: Arc::new(MemoryEventBus::new()),
             probes: vec![Arc::new(PgHealth::new(pool.clone()))],
             postgres: Some(pool),
             redis: None,

@@ -48,6 +48,8 @@ enum BenchName {
     Idempotency,
     /// A rate-limited route (memory and Redis budgets) vs an actix hello-world route.
     Ratelimit,
+    /// `POST /auth/login` vs raw Argon2id verifications on as many threads as cores.
+    Login,
 }
 
 impl BenchName {
@@ -56,6 +58,7 @@ impl BenchName {
             Self::Healthz => "healthz",
             Self::Idempotency => "idempotency",
             Self::Ratelimit => "ratelimit",
+            Self::Login => "login",
         }
     }
 }
@@ -72,6 +75,8 @@ enum Measure<'a> {
     Http(Target),
     /// `redis-benchmark` GET against the local Redis.
     RedisGet(&'a str),
+    /// Argon2id verifications with keel's parameters, on this many threads.
+    Argon2(usize),
 }
 
 pub fn run(args: &BenchArgs) -> Result<(), String> {
@@ -83,6 +88,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         BenchName::Healthz => healthz(args, &config)?,
         BenchName::Idempotency => idempotency(args, &config)?,
         BenchName::Ratelimit => ratelimit(args, &config)?,
+        BenchName::Login => login(args, &config)?,
     };
     let table = report::table(&rows);
     println!("{table}{notes}");
@@ -107,6 +113,7 @@ fn rounds(
             runs.push(match measure {
                 Measure::Http(target) => loadgen::run(target, config)?,
                 Measure::RedisGet(url) => redis_benchmark::get(url, config)?,
+                Measure::Argon2(threads) => argon2_verifications(*threads, config)?,
             });
         }
     }
@@ -237,6 +244,76 @@ fn ratelimit(args: &BenchArgs, config: &LoadConfig) -> Result<(Vec<Row>, String)
             "\nGoal: limited route ≥ 0.8× hello-world. In-memory limiter (criterion, `cargo bench -p keel-adapters-memory --bench ratelimit`):\n\n{decision}"
         ),
     ))
+}
+
+fn login(args: &BenchArgs, config: &LoadConfig) -> Result<(Vec<Row>, String), String> {
+    let keel = build(&["--bin", "keel"], "keel")?;
+    let server = Server::start(&keel, &[("KEEL_RATE_AUTH", "off")])?;
+    let credentials = r#"{"email":"bench@keel.test","password":"bench-password-123"}"#;
+    let register = Target::post_json(
+        server.url("/api/v1/auth/register"),
+        r#"{"email":"bench@keel.test","password":"bench-password-123","display_name":"Bench"}"#,
+        &[],
+    );
+    loadgen::run(
+        &register,
+        &LoadConfig {
+            duration: Duration::from_millis(200),
+            connections: 1,
+        },
+    )?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rows = rounds(
+        args,
+        config,
+        &[
+            (
+                "Argon2id verify (m=19456 KiB, t=2, p=1), one per core (baseline)",
+                Measure::Argon2(cores),
+            ),
+            (
+                "`POST /api/v1/auth/login` (verify + token + refresh row)",
+                Measure::Http(Target::post_json(
+                    server.url("/api/v1/auth/login"),
+                    credentials,
+                    &[],
+                )),
+            ),
+        ],
+    )?;
+    Ok((rows, "\nLogin is dominated by Argon2id by design. Goal: the rest of the path costs < 5% (ratio ≥ 0.95×).\n".to_owned()))
+}
+
+/// Argon2id verifications per second with keel's parameters, on `threads` threads.
+fn argon2_verifications(threads: usize, config: &LoadConfig) -> Result<LoadResult, String> {
+    use keel_domain::identity::password::PasswordHasher;
+    let hasher = PasswordHasher::new().map_err(|e| e.to_string())?;
+    let phc = hasher
+        .hash("bench-password-123")
+        .map_err(|e| e.to_string())?;
+    let stop = std::time::Instant::now() + config.duration;
+    let total: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut n = 0u64;
+                    while std::time::Instant::now() < stop {
+                        if hasher.verify("bench-password-123", &phc) {
+                            n += 1;
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+    });
+    Ok(LoadResult {
+        rps: total as f64 / config.duration.as_secs_f64(),
+        p50_us: 0,
+        p99_us: 0,
+        errors: 0,
+    })
 }
 
 /// Runs the in-memory limiter's criterion bench and returns its `time:` lines.

@@ -6,11 +6,12 @@ use diesel_async::RunQueryDsl;
 use keel_adapters_postgres::schema::{refresh_tokens, user_pii};
 use keel_adapters_postgres::testkit::TestDatabase;
 use keel_adapters_postgres::{PgRefreshTokenStore, PgUserStore};
+use keel_domain::identity::pii_rotation::{RotationReport, rotate_pii_keys};
 use keel_domain::identity::refresh::{RefreshRecord, RefreshTokenStore};
 use keel_domain::identity::store::UserStore;
 use keel_domain::identity::user::{NewUser, UserId};
 use keel_domain::identity::values::{DisplayName, Email, Role};
-use keel_domain::pii::{Cipher, KeyRing, PiiField, XChaChaCipher};
+use keel_domain::pii::{Cipher, CipherError, KeyRing, PiiField, XChaChaCipher};
 use keel_domain::testkit::identity_stores;
 use uuid::Uuid;
 
@@ -220,4 +221,136 @@ async fn deleting_a_user_cascades_to_pii_and_tokens() {
         .await
         .unwrap();
     assert_eq!((pii, refresh), (0, 0));
+}
+
+/// 32 bytes of 0x01, 0x02 and 0x03: test keys.
+const KEY_A: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const KEY_B: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+const KEY_LOST: &str = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
+
+fn ring(spec: &str) -> XChaChaCipher {
+    XChaChaCipher::new(KeyRing::parse(spec).unwrap())
+}
+
+fn plaintext(user: UserId, field: PiiField) -> String {
+    format!("{field} of {user}")
+}
+
+/// `count` users with every field sealed by `cipher`; returns their ids.
+async fn users_sealed_by(store: &PgUserStore, cipher: &XChaChaCipher, count: usize) -> Vec<UserId> {
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let mut user = new_user(&format!("{}@rotation.example.com", Uuid::new_v4()));
+        for field in PiiField::ALL {
+            let sealed = cipher
+                .seal(&user.id.to_string(), field, &plaintext(user.id, field))
+                .unwrap();
+            user.pii.insert(field, sealed);
+        }
+        store.create(&user).await.unwrap();
+        ids.push(user.id);
+    }
+    ids
+}
+
+/// Asserts every field of `users` is under `key_id` and opens to its plaintext with `cipher`.
+async fn assert_all_under(
+    store: &PgUserStore,
+    users: &[UserId],
+    key_id: &str,
+    cipher: &XChaChaCipher,
+) {
+    for id in users {
+        let user = store.find_by_id(*id).await.unwrap().unwrap();
+        assert_eq!(user.pii.len(), 4);
+        for (field, sealed) in &user.pii {
+            assert_eq!(sealed.key_id, key_id, "{field} of {id}");
+            assert_eq!(
+                cipher.open(&id.to_string(), *field, sealed).unwrap(),
+                plaintext(*id, *field)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_pii_keys_moves_every_value_to_the_active_key_and_resumes() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgUserStore::new(db.pool().clone());
+    let old = ring(&format!("a:{KEY_A}"));
+    let users = users_sealed_by(&store, &old, 3).await;
+    // One value under a key that is no longer in the ring, and a user without personal data.
+    let orphan = users_sealed_by(&store, &ring(&format!("lost:{KEY_LOST}")), 1).await;
+    store
+        .create(&new_user("no-pii@rotation.example.com"))
+        .await
+        .unwrap();
+
+    let new = ring(&format!("b:{KEY_B},a:{KEY_A}"));
+    let report = rotate_pii_keys(&store, &new, 2).await.unwrap();
+    assert_eq!(
+        report,
+        RotationReport {
+            rotated: 12,
+            skipped: 0,
+            unreadable: 4
+        }
+    );
+    assert_all_under(&store, &users, "b", &new).await;
+    // The new values need key b: the old ring alone no longer opens them.
+    let user = store.find_by_id(users[0]).await.unwrap().unwrap();
+    assert!(matches!(
+        old.open(
+            &users[0].to_string(),
+            PiiField::Phone,
+            &user.pii[&PiiField::Phone]
+        ),
+        Err(CipherError::UnknownKey { .. })
+    ));
+    // The unreadable values are left exactly as they were.
+    assert_all_under(&store, &orphan, "lost", &ring(&format!("lost:{KEY_LOST}"))).await;
+
+    // A second run finds nothing left to rotate.
+    let again = rotate_pii_keys(&store, &new, 2).await.unwrap();
+    assert_eq!(
+        again,
+        RotationReport {
+            rotated: 0,
+            skipped: 0,
+            unreadable: 4
+        }
+    );
+    let mut conn = db.pool().get().await.unwrap();
+    let under_b: i64 = user_pii::table
+        .filter(user_pii::key_id.eq("b"))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(under_b, 12);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_rotations_never_clobber_each_other() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgUserStore::new(db.pool().clone());
+    let users = users_sealed_by(&store, &ring(&format!("a:{KEY_A}")), 5).await;
+    let new = ring(&format!("b:{KEY_B},a:{KEY_A}"));
+    let (first, second) = tokio::join!(
+        rotate_pii_keys(&store, &new, 3),
+        rotate_pii_keys(&store, &new, 2)
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    // Each value is written back by exactly one of the runs.
+    assert_eq!(first.rotated + second.rotated, 20);
+    assert_eq!(first.unreadable + second.unreadable, 0);
+    assert_all_under(&store, &users, "b", &new).await;
+    assert_eq!(
+        rotate_pii_keys(&store, &new, 7).await.unwrap(),
+        RotationReport::default()
+    );
 }

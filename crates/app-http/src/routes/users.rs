@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use keel_domain::audit::{Actor, AuditEntry};
+use keel_domain::events::DomainEvent;
 use keel_domain::identity::user::UserId;
 use keel_domain::identity::values::Role;
 use keel_domain::pii::{PiiField, mask};
@@ -170,6 +171,15 @@ pub async fn delete_user(
     )
     .with_request_id(request_id.as_str());
     state.stores.audit.append(entry).await?;
+    // Other capabilities (boards, registrations) drop or anonymise what they hold for this user.
+    if let Err(e) = state
+        .stores
+        .events
+        .publish(DomainEvent::UserDeleted { user_id: id })
+        .await
+    {
+        tracing::error!(error = %e, user_id = %id, "UserDeleted could not be published");
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -519,7 +519,8 @@ async fn pii_is_shown_by_role_and_every_staff_read_is_audited() {
 
 #[tokio::test]
 async fn accounts_are_deleted_by_their_owner_or_an_admin_only() {
-    let (app, _) = spawn_with_admin(&[]).await;
+    let (app, stores) = spawn_with_admin(&[]).await;
+    let mut events = stores.events.subscribe();
     let admin = tokens(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let admin_token = admin["access_token"].as_str().unwrap();
     let (a_id, a_token) = account(&app, admin_token, "a@example.com", "participant").await;
@@ -533,6 +534,16 @@ async fn accounts_are_deleted_by_their_owner_or_an_admin_only() {
 
     assert_problem(delete(&a_token, &b_id).await.unwrap(), 403, "forbidden").await;
     assert_eq!(delete(&a_token, &a_id).await.unwrap().status(), 204);
+    let published = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+        .await
+        .unwrap();
+    assert_eq!(
+        published,
+        Some(keel_domain::events::DomainEvent::UserDeleted {
+            user_id: a_id.parse().unwrap()
+        }),
+        "later capabilities hear of the deletion"
+    );
     assert_eq!(
         login(&app, "a@example.com", PASSWORD).await.status(),
         401,

@@ -325,3 +325,70 @@ async fn audit_verify_reports_an_intact_chain_and_names_a_tampered_entry() {
             .contains("BROKEN at entry 2")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_pii_keys_moves_stored_values_to_the_new_key() {
+    use std::collections::BTreeMap;
+
+    use keel_adapters_postgres::PgUserStore;
+    use keel_domain::identity::store::UserStore;
+    use keel_domain::identity::user::{NewUser, UserId};
+    use keel_domain::identity::values::{DisplayName, Email, Role};
+    use keel_domain::pii::{Cipher, KeyRing, PiiField, XChaChaCipher};
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let old_key = "old:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let new_key = "new:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let old = XChaChaCipher::new(KeyRing::parse(old_key).unwrap());
+    let users = PgUserStore::new(db.pool().clone());
+    let id = UserId::new_random();
+    let mut pii = BTreeMap::new();
+    pii.insert(
+        PiiField::Phone,
+        old.seal(&id.to_string(), PiiField::Phone, "+27821234321")
+            .unwrap(),
+    );
+    let user = NewUser {
+        id,
+        email: Email::parse("rotate@example.com").unwrap(),
+        display_name: DisplayName::parse("Rotate").unwrap(),
+        role: Role::Participant,
+        password_hash: "unused".into(),
+        pii,
+        created_at: chrono::Utc::now(),
+    };
+    users.create(&user).await.unwrap();
+
+    let ring = format!("{new_key},{old_key}");
+    let env = [("DATABASE_URL", db.url()), ("KEEL_PII_KEYS", ring.as_str())];
+    let out = keel(&["rotate-pii-keys", "--batch", "10"], &env)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("1 PII values re-encrypted to key new")
+    );
+    let stored = users.find_by_id(id).await.unwrap().unwrap();
+    let sealed = &stored.pii[&PiiField::Phone];
+    assert_eq!(sealed.key_id, "new");
+    let both = XChaChaCipher::new(KeyRing::parse(&ring).unwrap());
+    assert_eq!(
+        both.open(&id.to_string(), PiiField::Phone, sealed).unwrap(),
+        "+27821234321"
+    );
+    // Resumable: a second run has nothing left to do.
+    let again = keel(&["rotate-pii-keys"], &env).output().unwrap();
+    assert!(
+        String::from_utf8(again.stdout)
+            .unwrap()
+            .contains("0 PII values re-encrypted")
+    );
+}

@@ -7,6 +7,7 @@
 
 pub mod access_token;
 pub mod password;
+pub mod pii_rotation;
 pub mod refresh;
 pub mod refresh_secret;
 pub mod store;

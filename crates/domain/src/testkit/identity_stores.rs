@@ -28,6 +28,7 @@ pub async fn run_user_store(store: &dyn UserStore) {
     concurrent_creates_of_one_email_have_one_winner(store).await;
     set_role_reports_before_and_after(store).await;
     delete_removes_the_user_and_frees_the_email(store).await;
+    pii_not_under_key_pages_in_order_and_replace_is_conditional(store).await;
 }
 
 /// Runs every case of the [`RefreshTokenStore`] contract against `store`, whose users live in
@@ -239,6 +240,173 @@ async fn delete_removes_the_user_and_frees_the_email(store: &dyn UserStore) {
     create(store, &again).await;
     let found = ok(store.find_by_email(&new.email).await).unwrap_or_else(|| panic!("lost"));
     assert_eq!(found, again.into_user());
+}
+
+/// Every value not under `active`, read in pages of `limit`, checking each page's size and the
+/// (user id, field name) order across pages.
+async fn scan_not_under(
+    store: &dyn UserStore,
+    active: &str,
+    limit: u32,
+) -> Vec<(UserId, PiiField, Sealed)> {
+    let mut all: Vec<(UserId, PiiField, Sealed)> = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = ok(store.pii_not_under_key(active, cursor, limit).await);
+        assert!(
+            page.len() <= limit as usize,
+            "a page holds at most `limit` values"
+        );
+        for (user, field, sealed) in &page {
+            assert_ne!(
+                sealed.key_id, active,
+                "values under the active key are not listed"
+            );
+            if let Some((last_user, last_field, _)) = all.last() {
+                assert!(
+                    (*last_user, last_field.as_str()) < (*user, field.as_str()),
+                    "listing is strictly increasing in (user id, field name) order"
+                );
+            }
+            all.push((*user, *field, sealed.clone()));
+        }
+        match page.last() {
+            Some((user, field, _)) if page.len() == limit as usize => {
+                cursor = Some((*user, *field))
+            }
+            _ => return all,
+        }
+    }
+}
+
+fn key_id(prefix: &str) -> String {
+    format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..16])
+}
+
+async fn pii_not_under_key_pages_in_order_and_replace_is_conditional(store: &dyn UserStore) {
+    let (old, active) = (key_id("old"), key_id("active"));
+    let under = |key: &str, len: usize| Sealed {
+        key_id: key.to_owned(),
+        ..sealed(len)
+    };
+    let mut mine = Vec::new();
+    for _ in 0..3 {
+        let mut new = new_user();
+        for sealed in new.pii.values_mut() {
+            sealed.key_id = old.clone();
+        }
+        mine.push(new);
+    }
+    // One value of the first user is under the active key already.
+    mine[0].pii.insert(PiiField::Address, under(&active, 20));
+    for new in &mine {
+        create(store, new).await;
+    }
+    let ids: Vec<UserId> = mine.iter().map(|u| u.id).collect();
+    let mut expected: Vec<(UserId, PiiField, Sealed)> = mine
+        .iter()
+        .flat_map(|u| {
+            u.pii
+                .iter()
+                .map(|(field, sealed)| (u.id, *field, sealed.clone()))
+        })
+        .filter(|(_, _, sealed)| sealed.key_id != active)
+        .collect();
+    expected.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
+    assert_eq!(expected.len(), 11);
+    let listed_mine = |all: Vec<(UserId, PiiField, Sealed)>| -> Vec<(UserId, PiiField, Sealed)> {
+        all.into_iter()
+            .filter(|(user, _, _)| ids.contains(user))
+            .collect()
+    };
+    for limit in [1, 3, 100] {
+        assert_eq!(
+            listed_mine(scan_not_under(store, &active, limit).await),
+            expected,
+            "pages of {limit} list every value not under the active key, in order"
+        );
+    }
+    // A cursor past one of my values starts strictly after it.
+    let (first_user, first_field, _) = &expected[0];
+    let after = ok(store
+        .pii_not_under_key(&active, Some((*first_user, *first_field)), 1000)
+        .await);
+    assert!(
+        !after
+            .iter()
+            .any(|(u, f, _)| u == first_user && f == first_field)
+    );
+    assert!(
+        after
+            .iter()
+            .any(|(u, f, _)| (u, f) == (&expected[1].0, &expected[1].1))
+    );
+
+    // A stale expected key changes nothing.
+    let (user, field, stored) = expected[0].clone();
+    let replacement = under(&active, 24);
+    assert!(!ok(store
+        .replace_pii(user, field, &active, &replacement)
+        .await));
+    assert!(!ok(store
+        .replace_pii(user, field, "someone-else", &replacement)
+        .await));
+    let found = ok(store.find_by_id(user).await).unwrap_or_else(|| panic!("lost"));
+    assert_eq!(
+        found.pii.get(&field),
+        Some(&stored),
+        "a refused replace changes nothing"
+    );
+    // No such user, or no such field of the user: nothing to replace.
+    assert!(!ok(store
+        .replace_pii(UserId(Uuid::new_v4()), field, &old, &replacement)
+        .await));
+    let without_pii = NewUser {
+        pii: BTreeMap::new(),
+        ..new_user()
+    };
+    create(store, &without_pii).await;
+    assert!(!ok(store
+        .replace_pii(without_pii.id, field, &old, &replacement)
+        .await));
+    assert_eq!(
+        ok(store.find_by_id(without_pii.id).await).map(|u| u.pii),
+        Some(BTreeMap::new())
+    );
+
+    // The matching key replaces it, byte-exact, and only once.
+    assert!(ok(store.replace_pii(user, field, &old, &replacement).await));
+    let found = ok(store.find_by_id(user).await).unwrap_or_else(|| panic!("lost"));
+    assert_eq!(found.pii.get(&field), Some(&replacement));
+    let mut others = found.pii.clone();
+    others.remove(&field);
+    let mut before = mine
+        .iter()
+        .find(|u| u.id == user)
+        .map(|u| u.pii.clone())
+        .unwrap_or_else(|| panic!("lost"));
+    before.remove(&field);
+    assert_eq!(others, before, "only that field is replaced");
+    assert!(!ok(store
+        .replace_pii(user, field, &old, &under(&active, 30))
+        .await));
+    assert_eq!(
+        listed_mine(scan_not_under(store, &active, 4).await),
+        expected[1..],
+        "a replaced value is no longer listed"
+    );
+
+    // Once all are replaced, none of them is listed.
+    for (user, field, _) in &expected[1..] {
+        assert!(ok(store
+            .replace_pii(*user, *field, &old, &under(&active, 17))
+            .await));
+    }
+    assert_eq!(listed_mine(scan_not_under(store, &active, 5).await), []);
+    // Under another active key they are all listed again, the new values included.
+    let all = listed_mine(scan_not_under(store, &key_id("newer"), 2).await);
+    assert_eq!(all.len(), 12);
+    assert!(all.iter().all(|(_, _, sealed)| sealed.key_id == active));
 }
 
 // --- refresh tokens ---
