@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod openapi;
+pub mod redact;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -196,6 +196,25 @@ pub enum IdentitySetupError {
     Password(#[from] PasswordError),
 }
 
+/// Runs Argon2id work on a blocking thread, at most one job per core at a time.
+impl Identity {
+    /// Runs `job` (a hash or a verification) once a hashing slot is free.
+    pub async fn hashing<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&keel_domain::identity::password::PasswordHasher) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let _slot = self
+            .hashing_slots
+            .acquire()
+            .await
+            .map_err(|e| e.to_string())?;
+        let hasher = self.passwords.clone();
+        tokio::task::spawn_blocking(move || job(&hasher))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Credentials and personal-data services, built once from the secrets.
 #[derive(Clone)]
 pub struct Identity {
@@ -205,6 +224,10 @@ pub struct Identity {
     pub tokens: Arc<AccessTokenSigner>,
     /// Field encryption of personal data.
     pub cipher: Arc<dyn Cipher>,
+    /// One permit per core for Argon2id work: each hash holds ~19 MiB and a core for tens of
+    /// milliseconds, so running more at once only thrashes caches and memory (and would let a
+    /// login flood exhaust RAM).
+    pub hashing_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Identity {
@@ -221,6 +244,9 @@ impl Identity {
             passwords: Arc::new(PasswordHasher::new()?),
             tokens: Arc::new(tokens),
             cipher: Arc::new(XChaChaCipher::new(keys)),
+            hashing_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         })
     }
 }

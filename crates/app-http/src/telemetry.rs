@@ -4,6 +4,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::{LogFormat, LogSettings};
+use crate::redact::RedactingStdout;
 
 /// Installs the global subscriber; a second call (tests) is a no-op.
 ///
@@ -14,7 +15,9 @@ pub fn init(log: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)
-        .with_target(true);
+        .with_target(true)
+        // Every line passes the redaction layer before it leaves the process.
+        .with_writer(RedactingStdout);
     let _ = match log.format {
         LogFormat::Json => builder
             .json()

@@ -127,10 +127,11 @@ fn field_errors(errors: Vec<(&str, String)>) -> Result<(), ApiError> {
 
 /// Hashes a password off the async workers (Argon2id takes tens of milliseconds by design).
 async fn hash_password(state: &AppState, password: String) -> Result<String, ApiError> {
-    let hasher = state.identity.passwords.clone();
-    web::block(move || hasher.hash(&password))
+    state
+        .identity
+        .hashing(move |hasher| hasher.hash(&password))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::Internal)?
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
@@ -259,18 +260,19 @@ pub async fn login(
         Ok(email) => state.stores.users.find_by_email(&email).await?,
         Err(_) => None,
     };
-    let hasher = state.identity.passwords.clone();
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let password = body.password;
-    let verified = web::block(move || match stored {
-        Some(phc) => hasher.verify(&password, &phc),
-        None => {
-            hasher.verify_dummy(&password);
-            false
-        }
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let verified = state
+        .identity
+        .hashing(move |hasher| match stored {
+            Some(phc) => hasher.verify(&password, &phc),
+            None => {
+                hasher.verify_dummy(&password);
+                false
+            }
+        })
+        .await
+        .map_err(ApiError::Internal)?;
     let Some(user) = user.filter(|_| verified) else {
         return Err(ApiError::problem(
             ProblemType::INVALID_CREDENTIALS,

@@ -558,3 +558,56 @@ async fn accounts_are_deleted_by_their_owner_or_an_admin_only() {
         .unwrap();
     assert_eq!(audit["items"].as_array().unwrap().len(), 2);
 }
+
+/// Every protected route against every role: one table, one expectation per cell.
+#[tokio::test]
+async fn role_matrix() {
+    let (app, _) = spawn_with_admin(&[]).await;
+    let admin = tokens(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (target, _) = account(&app, &admin, "target@example.com", "participant").await;
+    let (_, participant) = account(&app, &admin, "m-p@example.com", "participant").await;
+    let (_, organizer) = account(&app, &admin, "m-o@example.com", "organizer").await;
+    let (_, support) = account(&app, &admin, "m-s@example.com", "support").await;
+    let callers: [(&str, Option<&str>); 5] = [
+        ("anonymous", None),
+        ("participant", Some(&participant)),
+        ("organizer", Some(&organizer)),
+        ("support", Some(&support)),
+        ("admin", Some(&admin)),
+    ];
+    let pii = format!("/api/v1/users/{target}/pii");
+    let role_change = format!("/api/v1/admin/users/{target}");
+    let delete = format!("/api/v1/users/{target}");
+    // (method, path, expected status for anonymous, participant, organizer, support, admin)
+    let table: [(&str, &str, [u16; 5]); 6] = [
+        ("GET", "/api/v1/users/me", [401, 200, 200, 200, 200]),
+        ("GET", &pii, [401, 403, 200, 400, 400]),
+        ("PATCH", &role_change, [401, 403, 403, 403, 200]),
+        ("GET", "/api/v1/admin/audit", [401, 403, 403, 403, 200]),
+        (
+            "GET",
+            "/api/v1/admin/audit/verify",
+            [401, 403, 403, 403, 200],
+        ),
+        ("DELETE", &delete, [401, 403, 403, 403, 204]),
+    ];
+    for (method, path, expected) in table {
+        for ((who, token), want) in callers.iter().zip(expected) {
+            let mut request = app.client.request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                app.url(path),
+            );
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if method == "PATCH" {
+                request = request.json(&json!({"role": "participant"}));
+            }
+            let status = request.send().await.unwrap().status().as_u16();
+            assert_eq!(status, want, "{method} {path} as {who}");
+        }
+    }
+}
