@@ -196,22 +196,63 @@ pub enum IdentitySetupError {
     Password(#[from] PasswordError),
 }
 
-/// Runs Argon2id work on a blocking thread, at most one job per core at a time.
-impl Identity {
-    /// Runs `job` (a hash or a verification) once a hashing slot is free.
-    pub async fn hashing<T: Send + 'static>(
+type HashingJob = Box<dyn FnOnce(&PasswordHasher) + Send>;
+
+/// Argon2id jobs waiting for a hashing thread before new ones are refused with 503.
+const HASHING_QUEUE: usize = 256;
+
+/// A fixed pool of long-lived threads, one per core, for Argon2id work.
+///
+/// Each hash holds ~19 MiB and a core for tens of milliseconds. Long-lived threads keep that
+/// memory warm in their allocator arenas (fresh blocking threads page-fault it in on every
+/// hash), one thread per core avoids thrashing, and the bounded queue turns a login flood into
+/// fast 503s instead of unbounded memory.
+#[derive(Clone)]
+pub struct HashingPool {
+    jobs: std::sync::mpsc::SyncSender<HashingJob>,
+}
+
+impl HashingPool {
+    /// Starts one hashing thread per core around `hasher`.
+    pub fn start(hasher: Arc<PasswordHasher>) -> Self {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<HashingJob>(HASHING_QUEUE);
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+            let (queue, hasher) = (queue.clone(), hasher.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("keel-hash-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while taking the next job, never while hashing.
+                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match next {
+                            Ok(job) => job(&hasher),
+                            Err(_) => return, // every sender dropped: the server is gone
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a hashing thread");
+            }
+        }
+        Self { jobs }
+    }
+
+    /// Runs `job` on a hashing thread and returns its result; `Err` when the queue is full.
+    pub async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&keel_domain::identity::password::PasswordHasher) -> T + Send + 'static,
+        job: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
     ) -> Result<T, String> {
-        let _slot = self
-            .hashing_slots
-            .acquire()
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let boxed: HashingJob = Box::new(move |hasher| {
+            let _ = answer.send(job(hasher));
+        });
+        self.jobs
+            .try_send(boxed)
+            .map_err(|_| "password hashing is saturated".to_owned())?;
+        answered
             .await
-            .map_err(|e| e.to_string())?;
-        let hasher = self.passwords.clone();
-        tokio::task::spawn_blocking(move || job(&hasher))
-            .await
-            .map_err(|e| e.to_string())
+            .map_err(|_| "a hashing thread failed".to_owned())
     }
 }
 
@@ -224,10 +265,8 @@ pub struct Identity {
     pub tokens: Arc<AccessTokenSigner>,
     /// Field encryption of personal data.
     pub cipher: Arc<dyn Cipher>,
-    /// One permit per core for Argon2id work: each hash holds ~19 MiB and a core for tens of
-    /// milliseconds, so running more at once only thrashes caches and memory (and would let a
-    /// login flood exhaust RAM).
-    pub hashing_slots: Arc<tokio::sync::Semaphore>,
+    /// Where Argon2id work runs (see [`HashingPool`]).
+    pub hashing: HashingPool,
 }
 
 impl Identity {
@@ -240,13 +279,12 @@ impl Identity {
             chrono::Duration::minutes(ACCESS_TOKEN_TTL_MINUTES),
         )?;
         let keys = KeyRing::parse(settings.secrets.pii_keys.expose())?;
+        let passwords = Arc::new(PasswordHasher::new()?);
         Ok(Self {
-            passwords: Arc::new(PasswordHasher::new()?),
+            passwords: passwords.clone(),
             tokens: Arc::new(tokens),
             cipher: Arc::new(XChaChaCipher::new(keys)),
-            hashing_slots: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            )),
+            hashing: HashingPool::start(passwords.clone()),
         })
     }
 }

@@ -129,9 +129,13 @@ fn field_errors(errors: Vec<(&str, String)>) -> Result<(), ApiError> {
 async fn hash_password(state: &AppState, password: String) -> Result<String, ApiError> {
     state
         .identity
-        .hashing(move |hasher| hasher.hash(&password))
+        .hashing
+        .run(move |hasher| hasher.hash(&password))
         .await
-        .map_err(ApiError::Internal)?
+        .map_err(|reason| ApiError::Unavailable {
+            dependency: "password hashing",
+            reason,
+        })?
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
@@ -264,7 +268,8 @@ pub async fn login(
     let password = body.password;
     let verified = state
         .identity
-        .hashing(move |hasher| match stored {
+        .hashing
+        .run(move |hasher| match stored {
             Some(phc) => hasher.verify(&password, &phc),
             None => {
                 hasher.verify_dummy(&password);
@@ -272,7 +277,10 @@ pub async fn login(
             }
         })
         .await
-        .map_err(ApiError::Internal)?;
+        .map_err(|reason| ApiError::Unavailable {
+            dependency: "password hashing",
+            reason,
+        })?;
     let Some(user) = user.filter(|_| verified) else {
         return Err(ApiError::problem(
             ProblemType::INVALID_CREDENTIALS,

@@ -1,14 +1,18 @@
 //! Accounts and tokens over HTTP: register, login, refresh rotation with reuse detection,
 //! logout, `/users/me`, roles and the audited role change.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keel_adapters_postgres::testkit::TestDatabase;
+use keel_adapters_redis::testkit::test_redis;
 use keel_app_http::Application;
 use keel_app_http::state::Stores;
 use keel_domain::audit::{AuditLimit, AuditQuery};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, assert_problem, run_app, spawn_app, test_settings};
+use crate::support::{TestApp, assert_problem, run_app, run_app_on, spawn_app, test_settings};
 
 const PASSWORD: &str = "correct horse battery staple";
 const ADMIN_EMAIL: &str = "root@keel.test";
@@ -58,23 +62,43 @@ async fn me(app: &TestApp, token: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// A server started like the binary (bootstrap admin included) on memory stores it shares
-/// with the test.
+/// A server started like the binary (bootstrap admin included), on Postgres + Redis when they
+/// are configured (so in CI every test here runs on real services) and on memory stores
+/// otherwise; the test shares the stores to inspect them.
 async fn spawn_with_admin(extra: &[(&str, &str)]) -> (TestApp, Stores) {
     let mut env = vec![
         ("KEEL_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL),
         ("KEEL_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD),
     ];
     env.extend_from_slice(extra);
-    let stores = Stores::memory();
-    let app = Application::start_over(
-        test_settings(&env),
-        stores.clone(),
-        crate::support::no_routes(),
-    )
-    .await
-    .unwrap();
-    (run_app(app), stores)
+    let services = match (TestDatabase::create().await, test_redis().await) {
+        (Some(db), Some(redis)) => Some((Arc::new(db), Arc::new(redis))),
+        _ => None,
+    };
+    let Some((db, redis)) = services else {
+        let stores = Stores::memory();
+        let app = Application::start_over(
+            test_settings(&env),
+            stores.clone(),
+            crate::support::no_routes(),
+        )
+        .await
+        .unwrap();
+        return (run_app(app), stores);
+    };
+    let redis_url = std::env::var("REDIS_URL").unwrap();
+    env.extend([
+        ("DATABASE_URL", db.url()),
+        ("KEEL_MIGRATE", "true"),
+        ("REDIS_URL", redis_url.as_str()),
+        ("KEEL_REDIS_PREFIX", redis.pool().prefix()),
+    ]);
+    let settings = test_settings(&env);
+    let stores = Stores::connect(&settings).await.unwrap();
+    let app = Application::start_over(settings, stores.clone(), crate::support::no_routes())
+        .await
+        .unwrap();
+    (run_app_on(app, db, redis), stores)
 }
 
 #[tokio::test]

@@ -126,6 +126,11 @@ async fn start_node(
     run(app, Some(db), Some(redis))
 }
 
+/// Runs an application built by the test itself over services the test created.
+pub fn run_app_on(app: Application, db: Arc<TestDatabase>, redis: Arc<TestRedis>) -> TestApp {
+    run(app, Some(db), Some(redis))
+}
+
 /// Runs an application built by the test itself, over its own stores.
 pub fn run_app(app: Application) -> TestApp {
     run(app, None, None)
