@@ -19,6 +19,17 @@ fn keel(args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// Runs keel to completion, requires success and returns its stdout.
+fn keel_ok(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = keel(args, env).output().unwrap();
+    assert!(
+        out.status.success(),
+        "keel {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -93,9 +104,7 @@ fn stop(child: &mut Child) -> std::process::ExitStatus {
 
 #[test]
 fn help_explains_each_command() {
-    let out = keel(&["--help"], &[]).output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = keel_ok(&["--help"], &[]);
     assert!(text.contains("serve") && text.contains("migrate"), "{text}");
 }
 
@@ -148,19 +157,7 @@ async fn migrate_applies_embedded_migrations() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let out = keel(&["migrate"], &[("DATABASE_URL", db.url())])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .contains("up to date")
-    );
+    assert!(keel_ok(&["migrate"], &[("DATABASE_URL", db.url())]).contains("up to date"));
 }
 
 #[tokio::test]
@@ -293,18 +290,8 @@ async fn audit_verify_reports_an_intact_chain_and_names_a_tampered_entry() {
         );
         log.append(entry).await.unwrap();
     }
-    let out = keel(&["audit", "verify"], &[("DATABASE_URL", db.url())])
-        .output()
-        .unwrap();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .contains("intact (3 entries)")
+        keel_ok(&["audit", "verify"], &[("DATABASE_URL", db.url())]).contains("intact (3 entries)")
     );
 
     let mut conn = db.pool().get().await.unwrap();
@@ -363,17 +350,8 @@ async fn rotate_pii_keys_moves_stored_values_to_the_new_key() {
 
     let ring = format!("{new_key},{old_key}");
     let env = [("DATABASE_URL", db.url()), ("KEEL_PII_KEYS", ring.as_str())];
-    let out = keel(&["rotate-pii-keys", "--batch", "10"], &env)
-        .output()
-        .unwrap();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8(out.stdout)
-            .unwrap()
+        keel_ok(&["rotate-pii-keys", "--batch", "10"], &env)
             .contains("1 PII values re-encrypted to key new")
     );
     let stored = users.find_by_id(id).await.unwrap().unwrap();
@@ -385,10 +363,5 @@ async fn rotate_pii_keys_moves_stored_values_to_the_new_key() {
         "+27821234321"
     );
     // Resumable: a second run has nothing left to do.
-    let again = keel(&["rotate-pii-keys"], &env).output().unwrap();
-    assert!(
-        String::from_utf8(again.stdout)
-            .unwrap()
-            .contains("0 PII values re-encrypted")
-    );
+    assert!(keel_ok(&["rotate-pii-keys"], &env).contains("0 PII values re-encrypted"));
 }
