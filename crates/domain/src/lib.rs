@@ -12,6 +12,8 @@ pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod identity;
+pub mod jobs;
+pub mod mail;
 pub mod pii;
 pub mod ratelimit;
 pub mod store_error;
