@@ -11,7 +11,10 @@ pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod identity;
+pub mod jobs;
+pub mod mail;
 pub mod ratelimit;
+pub mod timer;
 
 pub use audit::MemoryAuditLog;
 pub use clock::ManualClock;
@@ -19,3 +22,6 @@ pub use events::MemoryEventBus;
 pub use health::MemoryHealth;
 pub use idempotency::MemoryIdempotencyStore;
 pub use identity::{MemoryRefreshTokenStore, MemoryUserStore};
+pub use jobs::{MemoryJobQueue, MemoryOutbox};
+pub use mail::MemoryMailbox;
+pub use timer::TokioTimer;

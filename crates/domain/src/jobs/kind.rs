@@ -11,7 +11,8 @@ use super::{Backoff, NewJob};
 /// How every job of one kind is run and retried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KindSettings {
-    /// Attempts before a job is dead (at least 1).
+    /// Attempts before a job is dead (at least 1). Copied into each job when it is built
+    /// ([`JobKind::to_new_job`]); the job's stored value is the one that counts.
     pub max_attempts: u32,
     /// Wait before each retry.
     pub backoff: Backoff,
