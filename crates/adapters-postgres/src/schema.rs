@@ -66,6 +66,39 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    jobs (id) {
+        id -> Uuid,
+        kind -> Text,
+        payload -> Jsonb,
+        priority -> Int2,
+        state -> Text,
+        attempt -> Int4,
+        max_attempts -> Int4,
+        run_at -> Timestamptz,
+        unique_key -> Nullable<Text>,
+        errors -> Jsonb,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        locked_by -> Nullable<Text>,
+        locked_until -> Nullable<Timestamptz>,
+        lease_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    mailbox (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        to_address -> Text,
+        subject -> Text,
+        body -> Text,
+        sent_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(user_pii -> users (user_id));
+diesel::joinable!(mailbox -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, user_pii, refresh_tokens);
+diesel::allow_tables_to_appear_in_same_query!(users, user_pii, refresh_tokens, mailbox);

@@ -24,6 +24,12 @@ pub enum Command {
     /// KEEL_MIGRATE=true; with REDIS_URL it shares limits and caches through Redis. SIGTERM or
     /// Ctrl-C stops accepting connections, lets in-flight requests finish and closes the pools.
     Serve,
+    /// Run background job workers and the periodic scheduler only, without HTTP.
+    ///
+    /// Needs DATABASE_URL (the queue is the `jobs` table, shared with every `keel serve`).
+    /// KEEL_WORKERS sets how many jobs run at once. SIGTERM or Ctrl-C stops claiming, lets
+    /// running jobs finish within KEEL_JOBS_SHUTDOWN_GRACE_SECS and releases the rest.
+    Worker,
     /// Apply pending database migrations to DATABASE_URL, then exit.
     ///
     /// Safe to run from several nodes at once: an advisory lock makes them take turns.

@@ -4,6 +4,7 @@
 //! Here requests are parsed into domain types, use cases are called with the configured ports,
 //! and outcomes are mapped to HTTP in one place ([`http::problem`]).
 
+pub mod background;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;

@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
     telemetry::init(&settings.log);
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
+        Command::Worker => keel_app_http::server::run_workers_until_signalled(settings).await,
         Command::Migrate => migrate(&settings).await,
         Command::RotatePiiKeys { batch } => rotate_pii_keys(&settings, batch).await,
         Command::Audit(AuditCommand::Verify) => match verify_audit(&settings).await {

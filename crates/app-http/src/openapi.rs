@@ -3,7 +3,7 @@
 use utoipa::OpenApi;
 
 use crate::http::problem::{FieldError, Problem};
-use crate::routes::{admin, auth, ops, users};
+use crate::routes::{admin, auth, jobs, mailbox, ops, users};
 
 /// keel's API description, served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -14,17 +14,22 @@ use crate::routes::{admin, auth, ops, users};
         auth::register, auth::login, auth::refresh, auth::logout,
         users::me, users::change_role, users::read_pii, users::delete_user,
         admin::list_audit, admin::verify_audit,
+        jobs::list_jobs, jobs::list_dead_jobs, jobs::retry_job, jobs::delete_job,
+        mailbox::list_mailbox,
     ),
     components(schemas(
         Problem, FieldError, ops::Health, ops::Readiness,
         auth::Registration, auth::Login, auth::RefreshRequest, auth::TokenPair, auth::UserView, users::RoleChange,
         users::PiiView, admin::AuditItem, admin::AuditList, admin::AuditVerification,
+        jobs::JobView, jobs::JobList, jobs::AttemptErrorView, mailbox::MailItem, mailbox::MailList,
     )),
     tags(
         (name = "ops", description = "Liveness, readiness, metrics"),
         (name = "auth", description = "Registration, login, token rotation"),
         (name = "users", description = "Accounts, roles and personal data"),
         (name = "audit", description = "The tamper-evident audit log"),
+        (name = "jobs", description = "The durable job queue and its dead letters (admin)"),
+        (name = "mail", description = "Mail delivered to the caller"),
     )
 )]
 pub struct ApiDoc;

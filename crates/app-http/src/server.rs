@@ -8,6 +8,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
+use crate::background::Background;
 use crate::config::{ConfigError, Settings};
 use crate::http::auth::authenticate;
 use crate::http::{extractors, metrics, request_context::request_context};
@@ -164,14 +165,40 @@ impl Application {
                 metrics::handle().run_upkeep();
             }
         });
-        let purge = tokio::spawn(purge_idempotency_keys(self.state.clone()));
+        let background = Background::start(&self.state);
         let result = self.server.await;
         upkeep.abort();
-        purge.abort();
+        background.stop().await;
         self.stores.close();
         tracing::info!("server stopped; pools closed");
         result
     }
+}
+
+/// Runs only the job workers and scheduler (`keel worker`) until SIGINT or SIGTERM, then lets
+/// running jobs finish within their grace period, releases the rest and closes the pools.
+pub async fn run_workers_until_signalled(settings: Settings) -> Result<(), StartupError> {
+    if settings.database_url().is_none() {
+        return Err(ConfigError::new(
+            "DATABASE_URL",
+            "is required by `keel worker` (in-memory jobs live inside one `keel serve`)",
+        )
+        .into());
+    }
+    if settings.jobs.workers == 0 {
+        return Err(
+            ConfigError::new("KEEL_WORKERS", "must be at least 1 for `keel worker`").into(),
+        );
+    }
+    let stores = Stores::connect(&settings).await?;
+    metrics::handle();
+    let state = AppState::new(settings, stores.clone())?;
+    let background = Background::start(&state);
+    let signal = shutdown_signal().await;
+    tracing::info!(signal, "shutdown requested: finishing running jobs");
+    background.stop().await;
+    stores.close();
+    Ok(())
 }
 
 /// Resolves with the name of the first shutdown signal received.
@@ -195,30 +222,5 @@ async fn shutdown_signal() -> &'static str {
     tokio::select! {
         () = ctrl_c => "SIGINT",
         () = terminate => "SIGTERM",
-    }
-}
-
-/// Deletes expired `Idempotency-Key` records every `KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS`.
-///
-/// Runs on every node; concurrent purges delete disjoint or already-deleted rows, so no
-/// coordination is needed. (The durable job queue will take this over as a periodic job.)
-async fn purge_idempotency_keys(state: web::Data<AppState>) {
-    let interval = Duration::from_secs(state.settings.idempotency.purge_interval_secs);
-    let mut tick = tokio::time::interval(interval);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        match state
-            .stores
-            .idempotency
-            .purge_expired(state.clock.now())
-            .await
-        {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "expired idempotency keys purged"),
-            Err(e) => {
-                tracing::warn!(error = %e, "idempotency purge failed; retrying next interval")
-            }
-        }
     }
 }

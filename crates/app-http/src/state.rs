@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use keel_adapters_memory::ratelimit::MemoryRateLimiter;
 use keel_adapters_memory::{
-    MemoryAuditLog, MemoryEventBus, MemoryHealth, MemoryIdempotencyStore, MemoryRefreshTokenStore,
-    MemoryUserStore,
+    MemoryAuditLog, MemoryEventBus, MemoryHealth, MemoryIdempotencyStore, MemoryJobQueue,
+    MemoryMailbox, MemoryRefreshTokenStore, MemoryUserStore,
 };
 use keel_adapters_postgres::migrate::run_pending_migrations;
 use keel_adapters_postgres::{
-    PgAuditLog, PgHealth, PgIdempotencyStore, PgPool, PgRefreshTokenStore, PgUserStore,
+    PgAuditLog, PgHealth, PgIdempotencyStore, PgJobQueue, PgMailbox, PgPool, PgRefreshTokenStore,
+    PgUserStore,
 };
 use keel_adapters_redis::RedisIdempotencyCache;
 use keel_adapters_redis::{RedisHealth, RedisPool, RedisRateLimiter};
@@ -22,6 +23,8 @@ use keel_domain::identity::access_token::{AccessTokenSigner, TokenError};
 use keel_domain::identity::password::{PasswordError, PasswordHasher};
 use keel_domain::identity::refresh::RefreshTokenStore;
 use keel_domain::identity::store::UserStore;
+use keel_domain::jobs::JobQueue;
+use keel_domain::mail::{MailSender, Mailbox};
 use keel_domain::pii::{Cipher, CipherError, KeyRing, XChaChaCipher};
 use keel_domain::ratelimit::RateLimiter;
 use keel_domain::{Clock, StoreError, SystemClock};
@@ -55,6 +58,12 @@ pub struct Stores {
     pub audit: Arc<dyn AuditLog>,
     /// Domain events within this process (cross-node delivery comes with Redis pub/sub).
     pub events: Arc<dyn EventBus>,
+    /// The durable job queue.
+    pub jobs: Arc<dyn JobQueue>,
+    /// Where `mail.send` jobs deliver.
+    pub mail_sender: Arc<dyn MailSender>,
+    /// Delivered mail, per recipient.
+    pub mailbox: Arc<dyn Mailbox>,
     /// One probe per configured dependency, for `/readyz`.
     pub probes: Vec<Arc<dyn HealthProbe>>,
     postgres: Option<PgPool>,
@@ -66,6 +75,7 @@ impl Stores {
     pub fn memory() -> Self {
         let users = MemoryUserStore::new();
         let refresh_tokens = MemoryRefreshTokenStore::new(&users);
+        let mailbox = MemoryMailbox::new();
         Self {
             backend: Backend::Memory,
             idempotency: Arc::new(MemoryIdempotencyStore::new()),
@@ -74,14 +84,19 @@ impl Stores {
             refresh_tokens: Arc::new(refresh_tokens),
             audit: Arc::new(MemoryAuditLog::new()),
             events: Arc::new(MemoryEventBus::new()),
+            jobs: Arc::new(MemoryJobQueue::new()),
+            mail_sender: Arc::new(mailbox.clone()),
+            mailbox: Arc::new(mailbox),
             probes: vec![Arc::new(MemoryHealth)],
             postgres: None,
             redis: None,
         }
     }
 
-    /// Stores on Postgres behind `pool`.
-    pub fn postgres(pool: PgPool) -> Self {
+    /// Stores on Postgres behind `pool`, with `jobs` as the job queue (see
+    /// [`PgJobQueue::with_listener`] for one woken by `LISTEN/NOTIFY`).
+    pub fn postgres(pool: PgPool, jobs: PgJobQueue) -> Self {
+        let mailbox = PgMailbox::new(pool.clone());
         Self {
             backend: Backend::Postgres,
             idempotency: Arc::new(PgIdempotencyStore::new(pool.clone())),
@@ -90,6 +105,9 @@ impl Stores {
             refresh_tokens: Arc::new(PgRefreshTokenStore::new(pool.clone())),
             audit: Arc::new(PgAuditLog::new(pool.clone())),
             events: Arc::new(MemoryEventBus::new()),
+            jobs: Arc::new(jobs),
+            mail_sender: Arc::new(mailbox.clone()),
+            mailbox: Arc::new(mailbox),
             probes: vec![Arc::new(PgHealth::new(pool.clone()))],
             postgres: Some(pool),
             redis: None,
@@ -120,7 +138,9 @@ impl Stores {
                     let applied = run_pending_migrations(url).await?;
                     tracing::info!(count = applied.len(), ?applied, "migrations applied");
                 }
-                Self::postgres(PgPool::connect(url, settings.database.pool_size).await?)
+                let pool = PgPool::connect(url, settings.database.pool_size).await?;
+                let jobs = PgJobQueue::with_listener(pool.clone(), url).await?;
+                Self::postgres(pool, jobs)
             }
         };
         Ok(match settings.redis_url() {

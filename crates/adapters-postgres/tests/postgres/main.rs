@@ -4,4 +4,6 @@
 mod audit;
 mod idempotency;
 mod identity;
+mod jobs;
+mod mail;
 mod migrations;

@@ -157,6 +157,35 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
     if let Some(v) = set("KEEL_IDEMPOTENCY_LEASE_SECS") {
         s.idempotency.lease_secs = parse("KEEL_IDEMPOTENCY_LEASE_SECS", &v, "a number of seconds")?;
     }
+    if let Some(v) = set("KEEL_WORKERS") {
+        s.jobs.workers = parse("KEEL_WORKERS", &v, "a worker count")?;
+    }
+    for (key, field, what) in [
+        (
+            "KEEL_JOBS_LEASE_SECS",
+            &mut s.jobs.lease_secs,
+            "a number of seconds",
+        ),
+        (
+            "KEEL_JOBS_POLL_INTERVAL_MS",
+            &mut s.jobs.poll_interval_ms,
+            "a number of milliseconds",
+        ),
+        (
+            "KEEL_JOBS_SHUTDOWN_GRACE_SECS",
+            &mut s.jobs.shutdown_grace_secs,
+            "a number of seconds",
+        ),
+        (
+            "KEEL_JOBS_RETENTION_HOURS",
+            &mut s.jobs.retention_hours,
+            "a number of hours",
+        ),
+    ] {
+        if let Some(v) = set(key) {
+            *field = parse(key, &v, what)?;
+        }
+    }
     for class in LimitClass::ALL {
         let upper = class.as_str().to_ascii_uppercase();
         for (prefix, table) in [

@@ -61,6 +61,8 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     /// The payment provider.
     pub revio: RevioSettings,
+    /// Background job workers.
+    pub jobs: JobSettings,
 }
 
 /// HTTP server settings.
@@ -222,6 +224,25 @@ pub struct IdempotencySettings {
     pub purge_interval_secs: u64,
 }
 
+/// Background job settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// Job workers `keel serve` runs; 0 disables them (`KEEL_WORKERS`).
+    pub workers: usize,
+    /// Lease of a claimed job in seconds, renewed while it runs (`KEEL_JOBS_LEASE_SECS`).
+    pub lease_secs: u64,
+    /// Idle poll interval in milliseconds when no wake-up arrives (`KEEL_JOBS_POLL_INTERVAL_MS`).
+    pub poll_interval_ms: u64,
+    /// How long running jobs may finish at shutdown before release (`KEEL_JOBS_SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace_secs: u64,
+    /// How long completed jobs are kept, in hours (`KEEL_JOBS_RETENTION_HOURS`).
+    pub retention_hours: u64,
+}
+
+/// Most job workers one process may run.
+const MAX_WORKERS: usize = 256;
+
 /// Payment provider settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -314,6 +335,26 @@ impl Settings {
         .collect()
     }
 
+    fn validate_jobs(&self) -> Result<(), ConfigError> {
+        let jobs = &self.jobs;
+        if jobs.workers > MAX_WORKERS {
+            return Err(ConfigError::new(
+                "KEEL_WORKERS",
+                format!("must be at most {MAX_WORKERS}"),
+            ));
+        }
+        for (key, value, min) in [
+            ("KEEL_JOBS_LEASE_SECS", jobs.lease_secs, 1),
+            ("KEEL_JOBS_POLL_INTERVAL_MS", jobs.poll_interval_ms, 10),
+            ("KEEL_JOBS_RETENTION_HOURS", jobs.retention_hours, 1),
+        ] {
+            if value < min {
+                return Err(ConfigError::new(key, format!("must be at least {min}")));
+            }
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let positive = |key: &str, value: u64| {
             if value == 0 {
@@ -331,6 +372,7 @@ impl Settings {
             "KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS",
             self.idempotency.purge_interval_secs,
         )?;
+        self.validate_jobs()?;
         let idem = &self.idempotency;
         if idem.ttl_secs > MAX_IDEMPOTENCY_TTL_SECS {
             return Err(ConfigError::new(

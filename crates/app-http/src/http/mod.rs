@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod extractors;
 pub mod idempotency;
 pub mod metrics;
+pub mod page;
 pub mod principal;
 pub mod problem;
 pub mod rate_limit;

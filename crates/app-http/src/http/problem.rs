@@ -58,6 +58,7 @@ problem_types! {
     REQUEST_TIMEOUT = "request-timeout", 408, "The request took too long to arrive";
     CONFLICT = "conflict", 409, "The request conflicts with the current state";
     EMAIL_TAKEN = "email-taken", 409, "An account with this email already exists";
+    JOB_STATE_CONFLICT = "job-state-conflict", 409, "The job's state does not allow this change";
     IDEMPOTENCY_KEY_IN_FLIGHT = "idempotency-key-in-flight", 409, "A request with this Idempotency-Key is still in progress";
     PAYLOAD_TOO_LARGE = "payload-too-large", 413, "The request body is too large";
     UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type", 415, "Unsupported content type";

@@ -2,6 +2,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod jobs;
+pub mod mailbox;
 pub mod ops;
 pub mod users;
 
@@ -22,6 +24,8 @@ pub fn configure(
         auth::configure(api);
         admin::configure(api);
         users::configure(api);
+        jobs::configure(api);
+        mailbox::configure(api);
         extra_api(api);
     }));
 }

@@ -88,9 +88,19 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Readiness>, 
     }))
 }
 
+/// Longest a scrape waits for the job queue's counts.
+const QUEUE_DEPTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Prometheus text exposition of every keel metric.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn prometheus_metrics() -> HttpResponse {
+pub async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
+    // Queue depth is read at scrape time; a slow or failing queue must not fail the scrape.
+    let depth = crate::background::record_queue_depth(state.stores.jobs.as_ref());
+    match tokio::time::timeout(QUEUE_DEPTH_TIMEOUT, depth).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "queue depth unavailable for /metrics"),
+        Err(_) => tracing::warn!("queue depth timed out for /metrics"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics::handle().render())

@@ -1,57 +1,17 @@
 //! Accounts and tokens over HTTP: register, login, refresh rotation with reuse detection,
 //! logout, `/users/me`, roles and the audited role change.
 
-use std::sync::Arc;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keel_adapters_postgres::testkit::TestDatabase;
-use keel_adapters_redis::testkit::test_redis;
 use keel_app_http::Application;
-use keel_app_http::state::Stores;
 use keel_domain::audit::{AuditLimit, AuditQuery};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, assert_problem, run_app, run_app_on, spawn_app, test_settings};
-
-const PASSWORD: &str = "correct horse battery staple";
-const ADMIN_EMAIL: &str = "root@keel.test";
-const ADMIN_PASSWORD: &str = "admin-password-long-enough";
-
-async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
-    app.client
-        .post(app.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn register(app: &TestApp, email: &str) -> Value {
-    let response = post(
-        app,
-        "/api/v1/auth/register",
-        json!({"email": email, "password": PASSWORD, "display_name": "Thandi", "phone": "+27821234321"}),
-    )
-    .await;
-    assert_eq!(response.status(), 201);
-    response.json().await.unwrap()
-}
-
-async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
-    post(
-        app,
-        "/api/v1/auth/login",
-        json!({"email": email, "password": password}),
-    )
-    .await
-}
-
-async fn tokens(app: &TestApp, email: &str, password: &str) -> Value {
-    let response = login(app, email, password).await;
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
+use crate::accounts::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, account, get_as, login, post, register,
+    spawn_with_admin, tokens,
+};
+use crate::support::{TestApp, assert_problem, spawn_app, test_settings};
 
 async fn me(app: &TestApp, token: &str) -> reqwest::Response {
     app.client
@@ -60,45 +20,6 @@ async fn me(app: &TestApp, token: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-/// A server started like the binary (bootstrap admin included), on Postgres + Redis when they
-/// are configured (so in CI every test here runs on real services) and on memory stores
-/// otherwise; the test shares the stores to inspect them.
-async fn spawn_with_admin(extra: &[(&str, &str)]) -> (TestApp, Stores) {
-    let mut env = vec![
-        ("KEEL_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL),
-        ("KEEL_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD),
-    ];
-    env.extend_from_slice(extra);
-    let services = match (TestDatabase::create().await, test_redis().await) {
-        (Some(db), Some(redis)) => Some((Arc::new(db), Arc::new(redis))),
-        _ => None,
-    };
-    let Some((db, redis)) = services else {
-        let stores = Stores::memory();
-        let app = Application::start_over(
-            test_settings(&env),
-            stores.clone(),
-            crate::support::no_routes(),
-        )
-        .await
-        .unwrap();
-        return (run_app(app), stores);
-    };
-    let redis_url = std::env::var("REDIS_URL").unwrap();
-    env.extend([
-        ("DATABASE_URL", db.url()),
-        ("KEEL_MIGRATE", "true"),
-        ("REDIS_URL", redis_url.as_str()),
-        ("KEEL_REDIS_PREFIX", redis.pool().prefix()),
-    ]);
-    let settings = test_settings(&env);
-    let stores = Stores::connect(&settings).await.unwrap();
-    let app = Application::start_over(settings, stores.clone(), crate::support::no_routes())
-        .await
-        .unwrap();
-    (run_app_on(app, db, redis), stores)
 }
 
 #[tokio::test]
@@ -440,43 +361,6 @@ async fn on_postgres_pii_is_ciphertext_and_registration_replays_on_its_key() {
         "PII is ciphertext at rest"
     );
     assert_eq!(login(&app, "pg@example.com", PASSWORD).await.status(), 200);
-}
-
-async fn promote(app: &TestApp, admin_token: &str, id: &str, role: &str) {
-    let response = app
-        .client
-        .patch(app.url(&format!("/api/v1/admin/users/{id}")))
-        .bearer_auth(admin_token)
-        .json(&json!({"role": role}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
-async fn get_as(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Registers `email` with a role given by the admin; returns (user id, access token).
-async fn account(app: &TestApp, admin_token: &str, email: &str, role: &str) -> (String, String) {
-    let id = register(app, email).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    if role != "participant" {
-        promote(app, admin_token, &id, role).await;
-    }
-    let token = tokens(app, email, PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (id, token)
 }
 
 #[tokio::test]

@@ -365,3 +365,43 @@ async fn rotate_pii_keys_moves_stored_values_to_the_new_key() {
     // Resumable: a second run has nothing left to do.
     assert!(keel_ok(&["rotate-pii-keys"], &env).contains("0 PII values re-encrypted"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keel_worker_runs_periodic_jobs_without_http_and_stops_on_sigterm() {
+    use keel_domain::jobs::{JobFilter, JobQueue, JobState};
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    assert!(
+        !keel(&["worker"], &[]).output().unwrap().status.success(),
+        "keel worker needs DATABASE_URL"
+    );
+    let mut child = keel(
+        &["worker"],
+        &[("DATABASE_URL", db.url()), ("KEEL_LOG_FORMAT", "json")],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // At start the scheduler enqueues the current slot of the idempotency purge, and a worker
+    // runs it: the purge now lives on the queue.
+    let queue = keel_adapters_postgres::PgJobQueue::new(db.pool().clone());
+    let filter = JobFilter {
+        state: Some(JobState::Completed),
+        kind: Some("idempotency.purge".into()),
+        before: None,
+        limit: 10,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queue.list(&filter).await.unwrap().is_empty() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("keel worker never ran the idempotency purge");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exit = stop(&mut child);
+    assert!(exit.success(), "graceful stop exits 0, got {exit:?}");
+}

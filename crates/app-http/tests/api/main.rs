@@ -1,9 +1,11 @@
 //! HTTP tests of the real `keel` server on a random port, over memory or real stores.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod auth;
 mod binary;
 mod idempotency;
+mod jobs;
 mod ops;
 mod problems;
 mod rate_limits;

@@ -11,6 +11,7 @@ mod decision;
 mod fingerprint;
 mod key;
 mod layered;
+mod purge_job;
 mod record;
 mod store;
 
@@ -19,6 +20,7 @@ pub use decision::{Decision, decide, should_store};
 pub use fingerprint::RequestFingerprint;
 pub use key::{IdempotencyKey, KeyError, MAX_KEY_LEN};
 pub use layered::{CacheObserver, CacheUse, LayeredIdempotencyStore};
+pub use purge_job::{PurgeExpiredKeys, PurgeExpiredKeysHandler};
 pub use record::{
     Claim, ClaimOutcome, IdempotencyPolicy, IdempotencyRecord, RecordState, Scope, StoredResponse,
 };

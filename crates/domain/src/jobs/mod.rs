@@ -11,6 +11,7 @@
 
 mod backoff;
 mod handler;
+mod housekeeping;
 mod job;
 mod kind;
 mod observer;
@@ -25,6 +26,7 @@ mod worker;
 
 pub use backoff::Backoff;
 pub use handler::{JobContext, JobFailure, JobHandler};
+pub use housekeeping::{PurgeCompletedJobs, PurgeCompletedJobsHandler};
 pub use job::{AttemptError, ClaimedJob, EnqueueOutcome, Job, JobId, JobState, NewJob};
 pub use kind::{JobKind, KindSettings};
 pub use observer::{AttemptOutcome, IgnoreJobEvents, JobObserver};

@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS mailbox;
+DROP TABLE IF EXISTS jobs;
+DROP FUNCTION IF EXISTS keel_jobs_notify();
