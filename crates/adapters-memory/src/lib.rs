@@ -5,8 +5,10 @@
 //! `keel_domain::testkit` prove it), with atomicity from one lock per store instead of a
 //! database transaction. Nothing here survives a restart.
 
+pub mod attendance;
 pub mod audit;
 pub mod clock;
+pub mod competitions;
 pub mod events;
 pub mod health;
 pub mod idempotency;

@@ -4,7 +4,9 @@
 //! that changes several rows runs in one transaction on one pooled connection; correctness rules
 //! are enforced again by the schema (unique keys, checks, triggers), see `migrations/`.
 
+pub mod attendance;
 pub mod audit;
+pub mod competitions;
 pub mod error;
 pub mod health;
 pub mod idempotency;

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod openapi;
+pub mod products;
 pub mod redact;
 pub mod routes;
 pub mod server;

@@ -33,3 +33,10 @@ use crate::routes::{admin, auth, jobs, mailbox, ops, users};
     )
 )]
 pub struct ApiDoc;
+
+/// The whole document: the core API plus every product's paths and schemas.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::products::openapi());
+    doc
+}

@@ -31,6 +31,7 @@ use keel_domain::{Clock, StoreError, SystemClock};
 
 use crate::config::Settings;
 use crate::http::rate_limit::RateLimits;
+use crate::products::Products;
 
 /// Which system of record this process uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub struct Stores {
     pub mail_sender: Arc<dyn MailSender>,
     /// Delivered mail, per recipient.
     pub mailbox: Arc<dyn Mailbox>,
+    /// The products' own stores.
+    pub products: Products,
     /// One probe per configured dependency, for `/readyz`.
     pub probes: Vec<Arc<dyn HealthProbe>>,
     postgres: Option<PgPool>,
@@ -76,6 +79,7 @@ impl Stores {
         let users = MemoryUserStore::new();
         let refresh_tokens = MemoryRefreshTokenStore::new(&users);
         let mailbox = MemoryMailbox::new();
+        let jobs = MemoryJobQueue::new();
         Self {
             backend: Backend::Memory,
             idempotency: Arc::new(MemoryIdempotencyStore::new()),
@@ -84,7 +88,8 @@ impl Stores {
             refresh_tokens: Arc::new(refresh_tokens),
             audit: Arc::new(MemoryAuditLog::new()),
             events: Arc::new(MemoryEventBus::new()),
-            jobs: Arc::new(MemoryJobQueue::new()),
+            products: Products::memory(&jobs),
+            jobs: Arc::new(jobs),
             mail_sender: Arc::new(mailbox.clone()),
             mailbox: Arc::new(mailbox),
             probes: vec![Arc::new(MemoryHealth)],
@@ -108,6 +113,7 @@ impl Stores {
             jobs: Arc::new(jobs),
             mail_sender: Arc::new(mailbox.clone()),
             mailbox: Arc::new(mailbox),
+            products: Products::postgres(&pool),
             probes: vec![Arc::new(PgHealth::new(pool.clone()))],
             postgres: Some(pool),
             redis: None,

@@ -6,8 +6,10 @@
 //! - every outside capability (storage, clock, cache) is a port trait in the module
 //!   of the capability that needs it, implemented by the `keel-adapters-*` crates.
 
+pub mod attendance;
 pub mod audit;
 pub mod clock;
+pub mod competitions;
 pub mod events;
 pub mod health;
 pub mod idempotency;

@@ -33,6 +33,7 @@ pub fn registry(state: &AppState) -> JobRegistry {
             clock,
             retention,
         ));
+    crate::products::register_jobs(&mut registry, state);
     registry
 }
 

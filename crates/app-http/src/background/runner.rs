@@ -19,11 +19,13 @@ const STOP_MARGIN: Duration = Duration::from_secs(5);
 pub struct Background {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    subscribers: Vec<JoinHandle<()>>,
     grace: Duration,
 }
 
 impl Background {
-    /// Starts `KEEL_WORKERS` workers (none when 0) and one scheduler over `state`'s queue.
+    /// Starts the products' domain-event subscribers, then `KEEL_WORKERS` workers (none when 0)
+    /// and one scheduler over `state`'s queue.
     pub fn start(state: &AppState) -> Self {
         let settings = &state.settings.jobs;
         let grace = Duration::from_secs(settings.shutdown_grace_secs);
@@ -31,6 +33,7 @@ impl Background {
         let mut background = Self {
             stop,
             tasks: Vec::new(),
+            subscribers: crate::products::subscribe(state),
             grace,
         };
         if settings.workers == 0 {
@@ -81,6 +84,9 @@ impl Background {
     /// Stops claiming, lets running jobs finish within the grace period (then releases them),
     /// and waits for every task.
     pub async fn stop(self) {
+        for subscriber in &self.subscribers {
+            subscriber.abort();
+        }
         let _ = self.stop.send(true);
         let all = futures_util::future::join_all(self.tasks);
         if tokio::time::timeout(self.grace + STOP_MARGIN, all)

@@ -58,6 +58,12 @@ problem_types! {
     REQUEST_TIMEOUT = "request-timeout", 408, "The request took too long to arrive";
     CONFLICT = "conflict", 409, "The request conflicts with the current state";
     EMAIL_TAKEN = "email-taken", 409, "An account with this email already exists";
+    COMPETITION_FULL = "competition-full", 409, "Every seat of the competition is taken";
+    ALREADY_REGISTERED = "already-registered", 409, "You are already registered for this competition";
+    REGISTRATION_CLOSED = "registration-closed", 422, "Registration for this competition is closed";
+    SCAN_OUTSIDE_WINDOW = "scan-outside-window", 422, "The event is not running at this time";
+    NOT_A_PARTICIPANT = "not-a-participant", 422, "The user is not a participant of this event";
+    NOT_ATTENDED = "not-attended", 422, "The participant has no recorded attendance at this event";
     JOB_STATE_CONFLICT = "job-state-conflict", 409, "The job's state does not allow this change";
     IDEMPOTENCY_KEY_IN_FLIGHT = "idempotency-key-in-flight", 409, "A request with this Idempotency-Key is still in progress";
     PAYLOAD_TOO_LARGE = "payload-too-large", 413, "The request body is too large";

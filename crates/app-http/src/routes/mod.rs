@@ -26,6 +26,7 @@ pub fn configure(
         users::configure(api);
         jobs::configure(api);
         mailbox::configure(api);
+        crate::products::configure(api);
         extra_api(api);
     }));
 }

@@ -6,10 +6,9 @@ use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 use futures_util::future::join_all;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 use crate::http::{ApiError, ProblemType, metrics};
-use crate::openapi::ApiDoc;
 use crate::state::AppState;
 
 /// How long readiness waits for one dependency before calling it down.
@@ -109,7 +108,9 @@ pub async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
 /// The OpenAPI 3.1 document of this API, generated from the handlers.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(ContentType::json())
-        .body(ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+    HttpResponse::Ok().insert_header(ContentType::json()).body(
+        crate::openapi::document()
+            .to_pretty_json()
+            .unwrap_or_default(),
+    )
 }

@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod attendance;
 mod auth;
 mod binary;
+mod competitions;
 mod idempotency;
 mod jobs;
 mod ops;

@@ -1,0 +1,1 @@
+//! Events, participants, attendances and certificates in Postgres.

@@ -1,0 +1,66 @@
+//! The products keel serves on its core: each module wires one product's stores, routes, job
+//! kinds and event subscribers, so `state`, `server` and `background` only call these hooks.
+
+pub mod attendance;
+pub mod competitions;
+
+use actix_web::web;
+use keel_adapters_memory::MemoryJobQueue;
+use keel_adapters_postgres::PgPool;
+use keel_domain::jobs::JobRegistry;
+use tokio::task::JoinHandle;
+
+use crate::state::AppState;
+
+/// Every product's stores.
+#[derive(Clone)]
+pub struct Products {
+    /// Events: attendance and certificates.
+    pub attendance: attendance::Attendance,
+    /// Competitions: registration and seats.
+    pub competitions: competitions::Competitions,
+}
+
+impl Products {
+    /// In-memory stores; jobs they enqueue go to `jobs`.
+    pub fn memory(jobs: &MemoryJobQueue) -> Self {
+        Self {
+            attendance: attendance::Attendance::memory(jobs),
+            competitions: competitions::Competitions::memory(jobs),
+        }
+    }
+
+    /// Postgres stores; jobs they enqueue are written in their own transactions.
+    pub fn postgres(pool: &PgPool) -> Self {
+        Self {
+            attendance: attendance::Attendance::postgres(pool),
+            competitions: competitions::Competitions::postgres(pool),
+        }
+    }
+}
+
+/// Mounts every product's routes inside `/api/v1`.
+pub fn configure(api: &mut web::ServiceConfig) {
+    attendance::configure(api);
+    competitions::configure(api);
+}
+
+/// Registers every product's job kinds.
+pub fn register_jobs(registry: &mut JobRegistry, state: &AppState) {
+    attendance::register_jobs(registry, state);
+    competitions::register_jobs(registry, state);
+}
+
+/// Starts every product's domain-event subscribers; the tasks end with the process.
+pub fn subscribe(state: &AppState) -> Vec<JoinHandle<()>> {
+    let mut tasks = attendance::subscribe(state);
+    tasks.extend(competitions::subscribe(state));
+    tasks
+}
+
+/// Every product's OpenAPI paths and schemas.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = attendance::openapi();
+    doc.merge(competitions::openapi());
+    doc
+}

@@ -1,0 +1,1 @@
+//! Events over HTTP: exactly-once scans and certificates.

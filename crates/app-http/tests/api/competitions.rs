@@ -1,0 +1,1 @@
+//! Competitions over HTTP: registrations that never oversell, on memory and on Postgres.

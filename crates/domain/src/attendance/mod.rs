@@ -1,0 +1,1 @@
+//! Events: attendance scans and certificates, each issued exactly once.

@@ -1,0 +1,1 @@
+//! Competitions: registration with a seat capacity that is never oversold.
