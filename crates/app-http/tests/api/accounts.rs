@@ -132,3 +132,40 @@ pub async fn account(
         .to_owned();
     (id, token)
 }
+
+/// Creates an account straight through the user store (no Argon2id, no `auth` rate limit) and
+/// signs an access token for it with the test servers' JWT secret: for tests that need many
+/// users at once. The password hash is a placeholder, so this account cannot log in.
+pub async fn mint_user(
+    stores: &Stores,
+    role: &str,
+) -> (keel_domain::identity::user::UserId, String) {
+    use keel_app_http::state::{ACCESS_TOKEN_TTL_MINUTES, TOKEN_AUDIENCE, TOKEN_ISSUER};
+    use keel_domain::identity::access_token::AccessTokenSigner;
+    use keel_domain::identity::user::{NewUser, UserId};
+    use keel_domain::identity::values::{DisplayName, Email, Role};
+
+    let id = UserId::new_random();
+    let user = NewUser {
+        id,
+        email: Email::parse(&format!("{}@minted.test", id.as_uuid().simple())).unwrap(),
+        display_name: DisplayName::parse("Minted").unwrap(),
+        role: role.parse::<Role>().unwrap(),
+        password_hash: "not-a-password-hash".into(),
+        pii: Default::default(),
+        created_at: chrono::Utc::now(),
+    };
+    stores.users.create(&user).await.unwrap();
+    let settings = test_settings(&[]);
+    let signer = AccessTokenSigner::new(
+        settings.secrets.jwt_secret.expose().as_bytes(),
+        TOKEN_ISSUER,
+        TOKEN_AUDIENCE,
+        chrono::Duration::minutes(ACCESS_TOKEN_TTL_MINUTES),
+    )
+    .unwrap();
+    let (token, _) = signer
+        .issue(&id.to_string(), role, chrono::Utc::now())
+        .unwrap();
+    (id, token)
+}

@@ -519,3 +519,16 @@ async fn role_matrix() {
         }
     }
 }
+
+#[tokio::test]
+async fn minted_users_are_authenticated() {
+    let (app, stores) = spawn_with_admin(&[]).await;
+    let (id, token) = crate::accounts::mint_user(&stores, "organizer").await;
+    let me: Value = get_as(&app, &token, "/api/v1/users/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["id"], id.to_string());
+    assert_eq!(me["role"], "organizer");
+}
