@@ -40,6 +40,7 @@ pub async fn run_all(queue: Arc<dyn JobQueue>, timer: Arc<dyn Timer>) {
     killed_worker_job_reruns_after_its_lease(&queue, &timer).await;
     two_schedulers_enqueue_one_job_per_slot(&queue, &timer).await;
     many_jobs_over_four_workers_run_exactly_once(&queue, &timer, 1_000).await;
+    super::job_worker::run_all(&queue, &timer).await;
 }
 
 fn kind() -> String {

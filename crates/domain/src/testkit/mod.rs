@@ -8,5 +8,6 @@ pub mod audit_log;
 pub mod idempotency_store;
 pub mod identity_stores;
 pub mod job_queue;
+pub mod job_worker;
 pub mod rate_limiter;
 pub mod support;
