@@ -4,6 +4,7 @@
 //! baseline and its targets, takes the median of each, and reports ratios to the baseline.
 
 pub mod hello;
+mod jobs;
 mod loadgen;
 mod process;
 mod redis_benchmark;
@@ -50,6 +51,8 @@ enum BenchName {
     Ratelimit,
     /// `POST /auth/login` vs raw Argon2id verifications on as many threads as cores.
     Login,
+    /// No-op jobs/s with 4 workers on Postgres, and enqueue→start latency, vs `pgbench -N`.
+    Jobs,
 }
 
 impl BenchName {
@@ -59,6 +62,7 @@ impl BenchName {
             Self::Idempotency => "idempotency",
             Self::Ratelimit => "ratelimit",
             Self::Login => "login",
+            Self::Jobs => "jobs",
         }
     }
 }
@@ -89,6 +93,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         BenchName::Idempotency => idempotency(args, &config)?,
         BenchName::Ratelimit => ratelimit(args, &config)?,
         BenchName::Login => login(args, &config)?,
+        BenchName::Jobs => return jobs::run(args),
     };
     let table = report::table(&rows);
     println!("{table}{notes}");
