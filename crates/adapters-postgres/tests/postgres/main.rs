@@ -1,7 +1,9 @@
 //! Integration tests against a real Postgres (`DATABASE_URL`): each test gets its own database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attendance;
 mod audit;
+mod competitions;
 mod idempotency;
 mod identity;
 mod jobs;

@@ -84,3 +84,55 @@ pub async fn record_queue_depth(queue: &dyn JobQueue) -> Result<(), StoreError> 
     published.extend(current);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use keel_adapters_memory::MemoryJobQueue;
+    use keel_domain::jobs::{JobQueue, NewJob};
+
+    use super::*;
+
+    fn gauge(kind: &str, state: &str) -> Option<f64> {
+        let series = format!("{JOBS}{{kind=\"{kind}\",state=\"{state}\"}} ");
+        crate::http::metrics::handle()
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+    }
+
+    #[tokio::test]
+    async fn queue_depth_gauges_follow_the_counts_and_return_to_zero() {
+        crate::http::metrics::handle();
+        let queue = MemoryJobQueue::new();
+        let job = NewJob {
+            kind: "depth.test".into(),
+            payload: serde_json::Value::Null,
+            priority: 0,
+            max_attempts: 1,
+            run_at: Utc::now(),
+            unique_key: None,
+        };
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(
+                queue
+                    .enqueue(job.clone(), Utc::now())
+                    .await
+                    .expect("memory")
+                    .id(),
+            );
+        }
+        record_queue_depth(&queue).await.expect("memory");
+        assert_eq!(gauge("depth.test", "available"), Some(3.0));
+        for id in ids {
+            queue.delete(id).await.expect("memory");
+        }
+        record_queue_depth(&queue).await.expect("memory");
+        assert_eq!(
+            gauge("depth.test", "available"),
+            Some(0.0),
+            "emptied, not stale"
+        );
+    }
+}

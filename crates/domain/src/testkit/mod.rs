@@ -4,7 +4,9 @@
 //! Postgres/Redis in integration tests), so every implementation keeps one contract. Suites
 //! isolate themselves with fresh random scopes and keys, so they may share a store.
 
+pub mod attendance_store;
 pub mod audit_log;
+pub mod competition_store;
 pub mod idempotency_store;
 pub mod identity_stores;
 pub mod job_queue;

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS registrations;
+DROP TABLE IF EXISTS competitions;
