@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use keel_adapters_memory::ratelimit::MemoryRateLimiter;
 use keel_adapters_memory::{
-    MemoryAuditLog, MemoryEventBus, MemoryHealth, MemoryIdempotencyStore, MemoryJobQueue,
-    MemoryMailbox, MemoryRefreshTokenStore, MemoryUserStore,
+    CacheBounds, MemoryAuditLog, MemoryEventBus, MemoryHealth, MemoryIdempotencyCache,
+    MemoryIdempotencyStore, MemoryJobQueue, MemoryMailbox, MemoryRefreshTokenStore,
+    MemoryUserStore,
 };
 use keel_adapters_postgres::migrate::run_pending_migrations;
 use keel_adapters_postgres::{
@@ -18,7 +19,7 @@ use keel_domain::audit::AuditLog;
 use keel_domain::events::EventBus;
 use keel_domain::health::HealthProbe;
 use keel_domain::idempotency::IdempotencyStore;
-use keel_domain::idempotency::{CacheUse, LayeredIdempotencyStore};
+use keel_domain::idempotency::{CacheUse, LayeredIdempotencyStore, TieredIdempotencyCache};
 use keel_domain::identity::access_token::{AccessTokenSigner, TokenError};
 use keel_domain::identity::password::{PasswordError, PasswordHasher};
 use keel_domain::identity::refresh::RefreshTokenStore;
@@ -99,12 +100,18 @@ impl Stores {
     }
 
     /// Stores on Postgres behind `pool`, with `jobs` as the job queue (see
-    /// [`PgJobQueue::with_listener`] for one woken by `LISTEN/NOTIFY`).
+    /// [`PgJobQueue::with_listener`] for one woken by `LISTEN/NOTIFY`). Completed idempotency
+    /// responses are also kept in this node's memory, so replays need no database trip.
     pub fn postgres(pool: PgPool, jobs: PgJobQueue) -> Self {
         let mailbox = PgMailbox::new(pool.clone());
+        let idempotency = LayeredIdempotencyStore::new(
+            Arc::new(PgIdempotencyStore::new(pool.clone())),
+            Arc::new(MemoryIdempotencyCache::new(CacheBounds::default())),
+        )
+        .with_observer(Arc::new(count_cache_use));
         Self {
             backend: Backend::Postgres,
-            idempotency: Arc::new(PgIdempotencyStore::new(pool.clone())),
+            idempotency: Arc::new(idempotency),
             rate_limiter: Arc::new(MemoryRateLimiter::new()),
             users: Arc::new(PgUserStore::new(pool.clone())),
             refresh_tokens: Arc::new(PgRefreshTokenStore::new(pool.clone())),
@@ -121,12 +128,20 @@ impl Stores {
     }
 
     /// The same stores with Redis as the shared coordination layer: shared rate budgets, and an
-    /// idempotency cache in front of the durable record.
+    /// idempotency cache in front of the durable record (this node's memory for completed
+    /// responses, then Redis for everything every node must see).
     pub fn with_redis(mut self, pool: RedisPool) -> Self {
         self.rate_limiter = Arc::new(RedisRateLimiter::new(pool.clone()));
-        let cache = Arc::new(RedisIdempotencyCache::new(pool.clone()));
+        let cache = TieredIdempotencyCache::new(
+            Arc::new(MemoryIdempotencyCache::new(CacheBounds::default())),
+            Arc::new(RedisIdempotencyCache::new(pool.clone())),
+        );
+        let durable = match &self.postgres {
+            Some(pg) => Arc::new(PgIdempotencyStore::new(pg.clone())) as Arc<dyn IdempotencyStore>,
+            None => self.idempotency.clone(),
+        };
         self.idempotency = Arc::new(
-            LayeredIdempotencyStore::new(self.idempotency.clone(), cache)
+            LayeredIdempotencyStore::new(durable, Arc::new(cache))
                 .with_observer(Arc::new(count_cache_use)),
         );
         self.probes.push(Arc::new(RedisHealth::new(pool.clone())));

@@ -24,52 +24,94 @@ use crate::state::AppState;
 /// Counter of rate-limit decisions, labelled `class` and `outcome`.
 pub const DECISIONS_TOTAL: &str = "keel_rate_limit_decisions_total";
 
+/// Decision counters of one class, registered once (a lookup per request would cost more than
+/// the decision itself).
+#[derive(Clone)]
+struct Outcomes {
+    allowed: metrics::Counter,
+    limited: metrics::Counter,
+    fallback_local: metrics::Counter,
+    fallback_open: metrics::Counter,
+    unavailable: metrics::Counter,
+}
+
+impl Outcomes {
+    fn of(class: LimitClass) -> Self {
+        let counter = |outcome: &'static str| metrics::counter!(DECISIONS_TOTAL, "class" => class.as_str(), "outcome" => outcome);
+        Self {
+            allowed: counter("allowed"),
+            limited: counter("limited"),
+            fallback_local: counter("fallback_local"),
+            fallback_open: counter("fallback_open"),
+            unavailable: counter("unavailable"),
+        }
+    }
+}
+
+/// Everything about one class that does not change per request.
+#[derive(Clone)]
+struct ClassLimit {
+    setting: PolicySetting,
+    mode: RedisDownMode,
+    /// The `RateLimit-Policy` field, when the class is limited.
+    policy_field: Option<HeaderValue>,
+    outcomes: Outcomes,
+}
+
 /// The budgets of every class, shared across nodes when Redis holds them.
 #[derive(Clone)]
 pub struct RateLimits {
     shared: Arc<dyn RateLimiter>,
     /// This node's own budgets, used when the shared limiter is unreachable.
     local: Arc<MemoryRateLimiter>,
-    policies: Vec<(LimitClass, PolicySetting, RedisDownMode)>,
+    /// Indexed by [`LimitClass::index`].
+    classes: Arc<[ClassLimit; LimitClass::ALL.len()]>,
     clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for RateLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let policies: Vec<_> = LimitClass::ALL
+            .iter()
+            .map(|c| (c, self.class(*c).setting, self.class(*c).mode))
+            .collect();
         f.debug_struct("RateLimits")
-            .field("policies", &self.policies)
+            .field("policies", &policies)
             .finish_non_exhaustive()
     }
+}
+
+fn policy_field(class: LimitClass, policy: &RatePolicy) -> Option<HeaderValue> {
+    let field = format!(
+        "\"{class}\";q={};w={}",
+        policy.count,
+        policy.period.as_secs()
+    );
+    HeaderValue::from_str(&field).ok()
 }
 
 impl RateLimits {
     /// Budgets in `shared` for the policies of `settings`.
     pub fn new(shared: Arc<dyn RateLimiter>, settings: &Settings, clock: Arc<dyn Clock>) -> Self {
-        let policies = LimitClass::ALL
-            .into_iter()
-            .map(|class| {
-                (
-                    class,
-                    settings.rate_policy(class),
-                    settings.redis_down_mode(class),
-                )
-            })
-            .collect();
+        let classes = LimitClass::ALL.map(|class| {
+            let setting = settings.rate_policy(class);
+            ClassLimit {
+                setting,
+                mode: settings.redis_down_mode(class),
+                policy_field: setting.policy().and_then(|p| policy_field(class, &p)),
+                outcomes: Outcomes::of(class),
+            }
+        });
         Self {
             shared,
             local: Arc::new(MemoryRateLimiter::new()),
-            policies,
+            classes: Arc::new(classes),
             clock,
         }
     }
 
-    fn settings_of(&self, class: LimitClass) -> (PolicySetting, RedisDownMode) {
-        self.policies
-            .iter()
-            .find(|(c, _, _)| *c == class)
-            .map_or((PolicySetting::Off, RedisDownMode::Local), |(_, p, m)| {
-                (*p, *m)
-            })
+    fn class(&self, class: LimitClass) -> &ClassLimit {
+        &self.classes[class.index()]
     }
 
     /// Spends one request of `class` from every subject's budget. `Ok(None)` when the class is
@@ -80,8 +122,9 @@ impl RateLimits {
         class: LimitClass,
         subjects: &[String],
     ) -> Result<Option<(RatePolicy, RateDecision)>, ApiError> {
-        let (setting, mode) = self.settings_of(class);
-        let Some(policy) = setting.policy() else {
+        let limit = self.class(class);
+        let (mode, outcomes) = (limit.mode, &limit.outcomes);
+        let Some(policy) = limit.setting.policy() else {
             return Ok(None);
         };
         let now = self.clock.now();
@@ -94,16 +137,16 @@ impl RateLimits {
                     tracing::warn!(%class, dependency, %reason, ?mode, "shared rate limiter unavailable");
                     match mode {
                         RedisDownMode::Local => {
-                            count(class, "fallback_local");
+                            outcomes.fallback_local.increment(1);
                             self.local.decide(&key, &policy, now)
                         }
                         RedisDownMode::Open => {
                             // This subject goes unlimited; others checked already still count.
-                            count(class, "fallback_open");
+                            outcomes.fallback_open.increment(1);
                             continue;
                         }
                         RedisDownMode::Closed => {
-                            count(class, "unavailable");
+                            outcomes.unavailable.increment(1);
                             return Err(ApiError::Unavailable { dependency, reason });
                         }
                     }
@@ -116,10 +159,23 @@ impl RateLimits {
             });
         }
         let decision = tightest.map(|d| {
-            count(class, if d.allowed { "allowed" } else { "limited" });
+            let outcome = if d.allowed {
+                &outcomes.allowed
+            } else {
+                &outcomes.limited
+            };
+            outcome.increment(1);
             (policy, d)
         });
         Ok(decision)
+    }
+
+    /// Writes the IETF rate-limit fields of `class` for `decision`.
+    pub fn set_headers(&self, headers: &mut HeaderMap, class: LimitClass, decision: &RateDecision) {
+        if let Some(policy) = &self.class(class).policy_field {
+            headers.insert(HeaderName::from_static("ratelimit-policy"), policy.clone());
+        }
+        set_limit_field(headers, class, decision);
     }
 }
 
@@ -144,11 +200,6 @@ fn tighter(a: RateDecision, b: RateDecision) -> RateDecision {
     }
 }
 
-fn count(class: LimitClass, outcome: &'static str) {
-    metrics::counter!(DECISIONS_TOTAL, "class" => class.as_str(), "outcome" => outcome)
-        .increment(1);
-}
-
 /// The subjects whose budgets a request of `class` spends (DESIGN.md §2).
 fn subjects(class: LimitClass, caller: &Caller, client: &Caller) -> Vec<String> {
     match class {
@@ -167,23 +218,20 @@ pub fn set_headers(
     policy: &RatePolicy,
     decision: &RateDecision,
 ) {
-    let policy_field = format!(
-        "\"{class}\";q={};w={}",
-        policy.count,
-        policy.period.as_secs()
-    );
-    let limit_field = format!(
+    if let Some(value) = policy_field(class, policy) {
+        headers.insert(HeaderName::from_static("ratelimit-policy"), value);
+    }
+    set_limit_field(headers, class, decision);
+}
+
+fn set_limit_field(headers: &mut HeaderMap, class: LimitClass, decision: &RateDecision) {
+    let field = format!(
         "\"{class}\";r={};t={}",
         decision.remaining,
         decision.reset_after_secs()
     );
-    for (name, value) in [
-        ("ratelimit-policy", policy_field),
-        ("ratelimit", limit_field),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
+    if let Ok(value) = HeaderValue::from_str(&field) {
+        headers.insert(HeaderName::from_static("ratelimit"), value);
     }
 }
 
@@ -218,7 +266,7 @@ async fn limit(
         Ok(decision) => decision,
         Err(error) => return Ok(req.error_response(error)),
     };
-    let Some((policy, decision)) = decision else {
+    let Some((_, decision)) = decision else {
         return next.call(req).await;
     };
     if !decision.allowed {
@@ -226,11 +274,15 @@ async fn limit(
             retry_after_secs: decision.retry_after_secs().unwrap_or(1),
         };
         let mut response = error.error_response();
-        set_headers(response.headers_mut(), class, &policy, &decision);
+        state
+            .limits
+            .set_headers(response.headers_mut(), class, &decision);
         return Ok(req.into_response(response));
     }
     let mut response = next.call(req).await?;
-    set_headers(response.headers_mut(), class, &policy, &decision);
+    state
+        .limits
+        .set_headers(response.headers_mut(), class, &decision);
     Ok(response)
 }
 

@@ -14,6 +14,7 @@ mod layered;
 mod purge_job;
 mod record;
 mod store;
+mod tiered;
 
 pub use cache::{CachedState, IdempotencyCache};
 pub use decision::{Decision, decide, should_store};
@@ -25,3 +26,4 @@ pub use record::{
     Claim, ClaimOutcome, IdempotencyPolicy, IdempotencyRecord, RecordState, Scope, StoredResponse,
 };
 pub use store::IdempotencyStore;
+pub use tiered::TieredIdempotencyCache;

@@ -27,6 +27,11 @@ impl LimitClass {
         Self::Default,
     ];
 
+    /// Position in [`LimitClass::ALL`], for per-class tables.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Lower-case name used in keys, metrics and settings: `"auth"`, `"scan"`, `"score"`,
     /// `"expensive"`, `"default"`.
     pub const fn as_str(self) -> &'static str {
