@@ -219,7 +219,7 @@ mod tests {
         assert!(!has(&cache, 0).await && !has(&cache, 1).await);
         assert!(has(&cache, 4).await);
 
-        put(&cache, 9, 990).await; // needs almost every byte: older entries go
+        put(&cache, 9, 995).await; // needs almost every byte: older entries go
         assert!(has(&cache, 9).await);
         assert_eq!(cache.len(), 1);
         put(&cache, 10, 5_000).await; // larger than the whole cache: not kept

@@ -102,7 +102,7 @@ mod tests {
                 headers: vec![],
                 body: b"{}".to_vec(),
             },
-            expires_at: Utc::now(),
+            expires_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
         }
     }
 
