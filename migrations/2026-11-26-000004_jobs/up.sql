@@ -35,6 +35,10 @@ CREATE UNIQUE INDEX jobs_kind_unique_key ON jobs (kind, unique_key) WHERE unique
 -- every kind its node registered and the order spans kinds; it is filtered while walking.
 CREATE INDEX jobs_claim_order ON jobs (priority DESC, run_at, id) WHERE state = 'available';
 
+-- Claims that find nothing due: bounded by `run_at <= now` instead of walking every job scheduled
+-- for later (reminders days ahead). The planner picks this or the claim order, whichever is cheaper.
+CREATE INDEX jobs_due ON jobs (run_at) WHERE state = 'available';
+
 -- Rescue of expired leases.
 CREATE INDEX jobs_lease_expiry ON jobs (locked_until) WHERE state = 'running';
 
@@ -44,9 +48,10 @@ CREATE INDEX jobs_completed_finished_at ON jobs (finished_at) WHERE state = 'com
 -- Admin listing, newest first, keyset-paged by (created_at, id).
 CREATE INDEX jobs_listing ON jobs (created_at DESC, id DESC);
 
--- Wake idle workers on every node when work may be due. NOTIFY is delivered on commit only (a job
+-- Wake idle workers on every node when work is due. NOTIFY is delivered on commit only (a job
 -- enqueued in a rolled-back transaction wakes nobody) and identical notifications of one
--- transaction are collapsed into one, so a bulk enqueue sends a single wake-up.
+-- transaction are collapsed into one, so a bulk enqueue sends a single wake-up. A job scheduled
+-- for later wakes nobody now: workers find it by polling once it is due.
 CREATE FUNCTION keel_jobs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('keel_jobs', '');
@@ -57,7 +62,7 @@ $$;
 CREATE TRIGGER jobs_notify_available
     AFTER INSERT OR UPDATE OF state, run_at ON jobs
     FOR EACH ROW
-    WHEN (NEW.state = 'available')
+    WHEN (NEW.state = 'available' AND NEW.run_at <= now() + interval '1 second')
     EXECUTE FUNCTION keel_jobs_notify();
 
 -- Mail delivered by keel's built-in sender. The id is the message id, so a job delivering the

@@ -23,7 +23,8 @@ CREATE INDEX competitions_listing ON competitions (created_at DESC, id DESC);
 -- One row per seat taken: seats_taken = count(*) per competition at every commit.
 -- user_id is SET NULL when the account is deleted, so deleting a user can never fail on this
 -- foreign key; the anonymised row keeps its seat (seats_taken stays equal to the rows) until the
--- UserDeleted subscriber releases it (it also sweeps anonymised rows of competitions not started).
+-- UserDeleted subscriber releases it (the fast path) or, if that event was lost, the periodic
+-- competitions.release_deleted job sweeps the anonymised rows of competitions not started.
 CREATE TABLE registrations (
     id             uuid        PRIMARY KEY,
     competition_id uuid        NOT NULL REFERENCES competitions (id) ON DELETE CASCADE,

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::attendance::{
     Attendance, AttendanceStore, Certificate, CertificateId, CloseOutcome, Event, EventId,
-    IssueCertificate, Participant, Recorded,
+    IssueCertificate, Participant, Recorded, ScanOutcome,
 };
 use keel_domain::identity::user::UserId;
 use keel_domain::jobs::{EnqueueOutcome, JobKind};
@@ -131,20 +131,26 @@ impl AttendanceStore for MemoryAttendanceStore {
         Ok(self.lock().participants.contains_key(&(event, user)))
     }
 
-    async fn record_attendance(
-        &self,
-        attendance: &Attendance,
-    ) -> Result<Recorded<Attendance>, StoreError> {
+    async fn record_attendance(&self, attendance: &Attendance) -> Result<ScanOutcome, StoreError> {
         let key = (attendance.event_id, attendance.participant_id);
         let mut state = self.lock();
         if let Some(existing) = state.attendances.get(&key) {
-            return Ok(Recorded::Existing(existing.clone()));
+            return Ok(ScanOutcome::Recorded(Recorded::Existing(existing.clone())));
         }
         if !state.participants.contains_key(&key) {
             return Err(missing("the participant"));
         }
+        // Re-checked under the lock `close_event` holds while it reads the attendees: an
+        // attendance is either seen by the close or refused after it.
+        match state.events.get(&attendance.event_id) {
+            None => return Err(missing("the event")),
+            Some(event) if event.closed_at.is_some() => return Ok(ScanOutcome::EventClosed),
+            Some(_) => {}
+        }
         state.attendances.insert(key, attendance.clone());
-        Ok(Recorded::Inserted(attendance.clone()))
+        Ok(ScanOutcome::Recorded(Recorded::Inserted(
+            attendance.clone(),
+        )))
     }
 
     async fn find_attendance(

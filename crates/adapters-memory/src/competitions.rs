@@ -235,11 +235,19 @@ impl CompetitionStore for MemoryCompetitionStore {
             .await?;
         Ok(released)
     }
+
+    /// Nothing to sweep: memory registrations are never anonymised (a deleted account's seats
+    /// are freed by [`CompetitionStore::release_user`] only).
+    async fn release_anonymised(&self, _now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use keel_domain::testkit::competition_store::{Fixture, run_all};
+    use keel_domain::testkit::competition_store::{
+        Fixture, SeatOp, random_ops_keep_seats_equal_to_rows, run_all,
+    };
 
     use super::*;
     use crate::MemoryUserStore;
@@ -255,6 +263,41 @@ mod tests {
             jobs: &jobs,
         })
         .await;
+    }
+
+    fn seat_op() -> impl proptest::strategy::Strategy<Value = SeatOp> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0usize..6).prop_map(SeatOp::Register),
+            1 => (0usize..6).prop_map(SeatOp::Withdraw),
+            1 => (0usize..6).prop_map(SeatOp::Release),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Random register / withdraw / release sequences of a few users through the port keep
+        /// `0 ≤ seats_taken ≤ capacity` and `seats_taken = rows` after every step, and a
+        /// registration succeeds iff a seat was free and the user held none.
+        #[test]
+        fn random_sequences_through_the_port_keep_the_seat_rules(
+            capacity in 1u32..5,
+            ops in proptest::collection::vec(seat_op(), 0..60),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let jobs = MemoryJobQueue::new();
+                let store = MemoryCompetitionStore::new(jobs.clone());
+                let users = MemoryUserStore::new();
+                let people: Vec<UserId> = (0..6).map(|_| UserId(uuid::Uuid::new_v4())).collect();
+                let fixture = Fixture { store: &store, users: &users, jobs: &jobs };
+                random_ops_keep_seats_equal_to_rows(&fixture, &people, capacity, &ops).await;
+            });
+        }
     }
 
     /// Random interleavings (seeded) of registrations and withdrawals racing on threads keep

@@ -246,6 +246,13 @@ impl JobQueue for MemoryJobQueue {
         Ok(())
     }
 
+    async fn exhaust(&self, claimed: &ClaimedJob) -> Result<(), StoreError> {
+        let mut jobs = self.lock();
+        let job = jobs.held(claimed)?;
+        job.max_attempts = job.attempt.max(1);
+        Ok(())
+    }
+
     async fn release(&self, claimed: &ClaimedJob) -> Result<(), StoreError> {
         let mut jobs = self.lock();
         let job = jobs.held(claimed)?;

@@ -6,7 +6,8 @@
 //! inserter to commit, so of any number of concurrent calls (on any node) one inserts and every
 //! other answers the same row. A certificate's document is a column of its row, so it is stored
 //! exactly once, with it. Closing an event and enqueueing its certificate jobs
-//! ([`crate::enqueue_in`]) is one transaction.
+//! ([`crate::enqueue_in`]) is one transaction, holding the event row `FOR UPDATE`; a scan holds
+//! it `FOR SHARE` while it inserts, so no attendance commits unseen by a close.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,7 +17,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use keel_domain::StoreError;
 use keel_domain::attendance::{
     Attendance, AttendanceStore, Certificate, CertificateId, CloseOutcome, Event, EventId,
-    IssueCertificate, Participant, Recorded, VerificationCode,
+    IssueCertificate, Participant, Recorded, ScanOutcome, VerificationCode,
 };
 use keel_domain::identity::user::UserId;
 use keel_domain::jobs::{EnqueueOutcome, JobKind};
@@ -291,32 +292,64 @@ impl AttendanceStore for PgAttendanceStore {
         .map_err(query_error)
     }
 
-    async fn record_attendance(
-        &self,
-        attendance: &Attendance,
-    ) -> Result<Recorded<Attendance>, StoreError> {
+    /// One transaction: the event row is locked `FOR SHARE` (racing scans share it; a
+    /// `close_event` holding it `FOR UPDATE` makes the scan wait and then see `closed_at`), so an
+    /// attendance commits either before the close reads the attendees or not at all.
+    async fn record_attendance(&self, attendance: &Attendance) -> Result<ScanOutcome, StoreError> {
         let mut conn = self.pool.get().await?;
-        let inserted: Option<AttendanceRow> = diesel::insert_into(attendances::table)
-            .values((
-                attendances::event_id.eq(attendance.event_id.0),
-                attendances::participant_id.eq(attendance.participant_id.0),
-                attendances::scanned_by.eq(attendance.scanned_by.map(UserId::as_uuid)),
-                attendances::scanned_at.eq(attendance.scanned_at),
-            ))
-            .on_conflict((attendances::event_id, attendances::participant_id))
-            .do_nothing()
-            .returning(AttendanceRow::as_returning())
-            .get_result(&mut conn)
-            .await
-            .optional()
-            .map_err(query_error)?;
-        if let Some(row) = inserted {
-            return Ok(Recorded::Inserted(row.into()));
+        let (event, participant) = (attendance.event_id, attendance.participant_id);
+        let result = conn
+            .transaction(async |conn| {
+                let closed_at: Option<Option<DateTime<Utc>>> = events::table
+                    .find(event.0)
+                    .select(events::closed_at)
+                    .for_share()
+                    .first(conn)
+                    .await
+                    .optional()?;
+                if let Some(Some(_)) = closed_at {
+                    // Closed: a repeat still answers the stored record; a new scan is refused.
+                    let existing: Option<AttendanceRow> = attendances::table
+                        .find((event.0, participant.0))
+                        .select(AttendanceRow::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    return Ok(match existing {
+                        Some(row) => ScanOutcome::Recorded(Recorded::Existing(row.into())),
+                        None => ScanOutcome::EventClosed,
+                    });
+                }
+                let inserted: Option<AttendanceRow> = diesel::insert_into(attendances::table)
+                    .values((
+                        attendances::event_id.eq(event.0),
+                        attendances::participant_id.eq(participant.0),
+                        attendances::scanned_by.eq(attendance.scanned_by.map(UserId::as_uuid)),
+                        attendances::scanned_at.eq(attendance.scanned_at),
+                    ))
+                    .on_conflict((attendances::event_id, attendances::participant_id))
+                    .do_nothing()
+                    .returning(AttendanceRow::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                if let Some(row) = inserted {
+                    return Ok(ScanOutcome::Recorded(Recorded::Inserted(row.into())));
+                }
+                // `first` without `optional`: a row that vanished is `NotFound`, reported below.
+                let existing: AttendanceRow = attendances::table
+                    .find((event.0, participant.0))
+                    .select(AttendanceRow::as_select())
+                    .first(conn)
+                    .await?;
+                Ok::<_, DieselError>(ScanOutcome::Recorded(Recorded::Existing(existing.into())))
+            })
+            .await;
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(DieselError::NotFound) => Err(vanished("an attendance")),
+            Err(e) => Err(query_error(e)),
         }
-        read_attendance(&mut conn, attendance.event_id, attendance.participant_id)
-            .await?
-            .map(Recorded::Existing)
-            .ok_or_else(|| vanished("an attendance"))
     }
 
     async fn find_attendance(

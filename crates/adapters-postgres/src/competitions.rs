@@ -289,17 +289,20 @@ async fn withdraw_on(
     })
 }
 
+/// Frees the seats of competitions not started at `now` held by `user`'s rows (if given) and by
+/// rows already anonymised by an account deletion (SET NULL).
 async fn release_on(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    user: Option<UserId>,
     now: DateTime<Utc>,
 ) -> Result<u64, diesel::result::Error> {
-    // The user's rows, and rows already anonymised by the account's deletion (SET NULL).
+    // No user: an empty `= ANY('{}')`, so only the anonymised rows match.
+    let users: Vec<Uuid> = user.map(UserId::as_uuid).into_iter().collect();
     let held = || {
         registrations::table
             .filter(
                 registrations::user_id
-                    .eq(user.as_uuid())
+                    .eq_any(users.clone())
                     .or(registrations::user_id.is_null()),
             )
             .filter(
@@ -479,7 +482,14 @@ impl CompetitionStore for PgCompetitionStore {
 
     async fn release_user(&self, user: UserId, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut conn = self.pool.get().await?;
-        conn.transaction(async |conn| release_on(conn, user, now).await)
+        conn.transaction(async |conn| release_on(conn, Some(user), now).await)
+            .await
+            .map_err(query_error)
+    }
+
+    async fn release_anonymised(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut conn = self.pool.get().await?;
+        conn.transaction(async |conn| release_on(conn, None, now).await)
             .await
             .map_err(query_error)
     }

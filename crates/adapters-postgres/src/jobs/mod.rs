@@ -85,8 +85,38 @@ pub async fn enqueue_in(
     job: &NewJob,
     now: DateTime<Utc>,
 ) -> Result<EnqueueOutcome, diesel::result::Error> {
+    // The job holding the key may be deleted between our insert and our lookup (purged, cancelled
+    // by an admin): then the key is free again and the insert is tried once more.
+    for _ in 0..ENQUEUE_TRIES {
+        if let Some(id) = insert_unless_duplicate(conn, job, now).await? {
+            return Ok(EnqueueOutcome::Enqueued(JobId(id)));
+        }
+        // Only a uniqueness key can conflict; ON CONFLICT waited for its holder to commit.
+        let existing: Option<Uuid> = jobs_table::table
+            .filter(dsl::kind.eq(&job.kind))
+            .filter(dsl::unique_key.eq(job.unique_key.as_deref()))
+            .select(dsl::id)
+            .first(conn)
+            .await
+            .optional()?;
+        if let Some(id) = existing {
+            return Ok(EnqueueOutcome::Duplicate(JobId(id)));
+        }
+    }
+    Err(diesel::result::Error::NotFound)
+}
+
+/// How often [`enqueue_in`] retries when the job holding its key vanishes under it.
+const ENQUEUE_TRIES: usize = 3;
+
+/// Inserts `job`; `None` when a job of its kind and uniqueness key already exists.
+async fn insert_unless_duplicate(
+    conn: &mut AsyncPgConnection,
+    job: &NewJob,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, diesel::result::Error> {
     let max_attempts = i32::try_from(job.max_attempts).unwrap_or(i32::MAX);
-    let inserted: Option<Uuid> = diesel::insert_into(jobs_table::table)
+    diesel::insert_into(jobs_table::table)
         .values((
             dsl::id.eq(Uuid::now_v7()),
             dsl::kind.eq(&job.kind),
@@ -105,18 +135,7 @@ pub async fn enqueue_in(
         .returning(dsl::id)
         .get_result(conn)
         .await
-        .optional()?;
-    if let Some(id) = inserted {
-        return Ok(EnqueueOutcome::Enqueued(JobId(id)));
-    }
-    // Only a uniqueness key can conflict; ON CONFLICT waited for its holder to commit.
-    let existing: Uuid = jobs_table::table
-        .filter(dsl::kind.eq(&job.kind))
-        .filter(dsl::unique_key.eq(job.unique_key.as_deref()))
-        .select(dsl::id)
-        .first(conn)
-        .await?;
-    Ok(EnqueueOutcome::Duplicate(JobId(existing)))
+        .optional()
 }
 
 /// Sets of columns for a job leaving `running`.
@@ -301,6 +320,11 @@ impl JobQueue for PgJobQueue {
                 .await
             }
         }
+    }
+
+    async fn exhaust(&self, claimed: &ClaimedJob) -> Result<(), StoreError> {
+        self.update_leased(claimed, dsl::max_attempts.eq(dsl::attempt))
+            .await
     }
 
     async fn release(&self, claimed: &ClaimedJob) -> Result<(), StoreError> {

@@ -8,7 +8,9 @@ use keel_adapters_postgres::testkit::TestDatabase;
 use keel_adapters_postgres::{PgJobQueue, PgUserStore};
 use keel_domain::competitions::{CompetitionStore, RegisterOutcome};
 use keel_domain::identity::store::UserStore;
-use keel_domain::testkit::competition_store::{Fixture, competition, run_all, user};
+use keel_domain::testkit::competition_store::{
+    Fixture, SeatOp, competition, random_ops_keep_seats_equal_to_rows, run_all, user,
+};
 use keel_domain::testkit::support::whole_second_now;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -59,6 +61,123 @@ async fn deleting_a_user_anonymises_the_row_until_its_seat_is_released() {
     assert_eq!(store.release_user(u, whole_second_now()).await.unwrap(), 1);
     assert_eq!(store.get(c.id).await.unwrap().unwrap().seats_taken, 0);
     assert_eq!(store.registration_count(c.id).await.unwrap(), 0);
+}
+
+/// The crash-safe path: the account row is deleted directly (no `UserDeleted` event, as after a
+/// crash or a lost event); the `competitions.release_deleted` job alone frees the seat.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_release_deleted_job_frees_seats_whose_event_was_lost() {
+    use keel_domain::competitions::{ReleaseDeletedSeats, ReleaseDeletedSeatsHandler};
+    use keel_domain::jobs::{JobContext, JobHandler, JobId};
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgCompetitionStore::new(db.pool().clone());
+    let users = PgUserStore::new(db.pool().clone());
+    let c = competition(&store, 1, Duration::hours(5), whole_second_now()).await;
+    let started = competition(&store, 1, Duration::hours(2), whole_second_now()).await;
+    let (u, kept) = (user(&users).await, user(&users).await);
+    for (competition, user) in [(&c, u), (&started, u), (&c, kept)] {
+        let new = keel_domain::competitions::NewRegistration {
+            id: keel_domain::competitions::RegistrationId(uuid::Uuid::now_v7()),
+            competition_id: competition.id,
+            user_id: user,
+            registered_at: whole_second_now(),
+        };
+        store
+            .register(&new, &[], None, whole_second_now())
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.get(c.id).await.unwrap().unwrap().seats_taken, 1);
+    let mut conn = db.pool().get().await.unwrap();
+    diesel::sql_query("DELETE FROM users WHERE id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(u.as_uuid())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.get(c.id).await.unwrap().unwrap().seats_taken, 1);
+
+    // Three hours on: `started` has begun (its seat stays), `c` has not.
+    struct Later;
+    impl keel_domain::Clock for Later {
+        fn now(&self) -> chrono::DateTime<chrono::Utc> {
+            whole_second_now() + Duration::hours(3)
+        }
+    }
+    let handler = ReleaseDeletedSeatsHandler::new(
+        std::sync::Arc::new(store.clone()),
+        std::sync::Arc::new(Later),
+    );
+    let ctx = JobContext {
+        id: JobId(uuid::Uuid::now_v7()),
+        attempt: 1,
+        max_attempts: 3,
+        created_at: whole_second_now(),
+    };
+    handler.run(&ctx, ReleaseDeletedSeats).await.unwrap();
+    assert_eq!(store.get(c.id).await.unwrap().unwrap().seats_taken, 0);
+    assert_eq!(store.registration_count(c.id).await.unwrap(), 0);
+    assert_eq!(store.get(started.id).await.unwrap().unwrap().seats_taken, 1);
+    assert_eq!(store.registration_count(started.id).await.unwrap(), 1);
+    // Idempotent; the remaining registrant of `c` is untouched.
+    handler.run(&ctx, ReleaseDeletedSeats).await.unwrap();
+    let late = keel_domain::competitions::NewRegistration {
+        id: keel_domain::competitions::RegistrationId(uuid::Uuid::now_v7()),
+        competition_id: c.id,
+        user_id: user(&users).await,
+        registered_at: whole_second_now(),
+    };
+    assert!(matches!(
+        store
+            .register(&late, &[], None, whole_second_now())
+            .await
+            .unwrap(),
+        RegisterOutcome::Registered { seats_left: 0, .. }
+    ));
+}
+
+/// Seeded random register / withdraw / release sequences through the port (fewer than the
+/// memory adapter's property test: each step is a few round trips).
+#[tokio::test(flavor = "multi_thread")]
+async fn random_sequences_through_the_port_keep_the_seat_rules() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgCompetitionStore::new(db.pool().clone());
+    let users = PgUserStore::new(db.pool().clone());
+    let jobs = PgJobQueue::new(db.pool().clone());
+    let fixture = Fixture {
+        store: &store,
+        users: &users,
+        jobs: &jobs,
+    };
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..8 {
+        let mut people = Vec::new();
+        for _ in 0..5 {
+            people.push(user(&users).await);
+        }
+        let capacity = 1 + (next() % 4) as u32;
+        let ops: Vec<SeatOp> = (0..30)
+            .map(|_| {
+                let who = (next() % 5) as usize;
+                match next() % 5 {
+                    0 => SeatOp::Withdraw(who),
+                    1 => SeatOp::Release(who),
+                    _ => SeatOp::Register(who),
+                }
+            })
+            .collect();
+        random_ops_keep_seats_equal_to_rows(&fixture, &people, capacity, &ops).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -38,7 +38,7 @@ pub fn registry(state: &AppState) -> JobRegistry {
 }
 
 /// The periodic jobs: the idempotency purge every `KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS`, the
-/// completed-job purge hourly.
+/// completed-job purge hourly, and every product's own (`products::periodic_jobs`).
 pub fn periodic_jobs(state: &AppState) -> Result<Vec<PeriodicJob>, ScheduleError> {
     let purge_keys = Every::interval(Duration::from_secs(
         state.settings.idempotency.purge_interval_secs,
@@ -47,8 +47,10 @@ pub fn periodic_jobs(state: &AppState) -> Result<Vec<PeriodicJob>, ScheduleError
         expression: "payload".into(),
         reason: e.to_string(),
     };
-    Ok(vec![
+    let mut jobs = vec![
         PeriodicJob::new(purge_keys, &PurgeExpiredKeys).map_err(json)?,
         PeriodicJob::new(Every::interval(JOBS_PURGE_EVERY)?, &PurgeCompletedJobs).map_err(json)?,
-    ])
+    ];
+    jobs.extend(crate::products::periodic_jobs(state)?);
+    Ok(jobs)
 }

@@ -352,6 +352,15 @@ impl Settings {
                 return Err(ConfigError::new(key, format!("must be at least {min}")));
             }
         }
+        // A periodic job's slot is kept unique by its completed row: purging that row before the
+        // next slot would let a late node run the same slot again.
+        let retention_secs = jobs.retention_hours.saturating_mul(3600);
+        if retention_secs < self.idempotency.purge_interval_secs {
+            return Err(ConfigError::new(
+                "KEEL_JOBS_RETENTION_HOURS",
+                "must cover KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS (completed periodic jobs keep each slot unique)",
+            ));
+        }
         Ok(())
     }
 

@@ -124,3 +124,24 @@ fn secrets_never_show_in_debug_output() {
     assert!(!debug.contains("pa55word"));
     assert!(!debug.contains("dev-only-jwt"));
 }
+
+#[test]
+fn job_settings_are_bounded_and_keep_periodic_slots_unique() {
+    let s = load(&[("KEEL_WORKERS", "0")]).unwrap();
+    assert_eq!(s.jobs.workers, 0);
+    for (key, value) in [
+        ("KEEL_WORKERS", "1000"),
+        ("KEEL_WORKERS", "many"),
+        ("KEEL_JOBS_LEASE_SECS", "0"),
+        ("KEEL_JOBS_POLL_INTERVAL_MS", "1"),
+        ("KEEL_JOBS_RETENTION_HOURS", "0"),
+    ] {
+        assert_eq!(load(&[(key, value)]).unwrap_err().key, key, "{key}={value}");
+    }
+    // A daily purge needs its completed slot row kept at least a day.
+    let short = load(&[
+        ("KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS", "86400"),
+        ("KEEL_JOBS_RETENTION_HOURS", "1"),
+    ]);
+    assert_eq!(short.unwrap_err().key, "KEEL_JOBS_RETENTION_HOURS");
+}

@@ -22,9 +22,14 @@ pub struct TimeCursor {
 }
 
 impl TimeCursor {
-    /// The opaque string clients send back as `cursor`.
+    /// The opaque string clients send back as `cursor` (nanosecond precision, so stores that keep
+    /// finer times than Postgres never skip an item of the same microsecond).
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.at.timestamp_micros(), self.id))
+        let nanos = self
+            .at
+            .timestamp_nanos_opt()
+            .unwrap_or_else(|| self.at.timestamp_micros().saturating_mul(1_000));
+        URL_SAFE_NO_PAD.encode(format!("{nanos}:{}", self.id))
     }
 
     /// Reads a `cursor` parameter; a bad one is a 422 naming the field.
@@ -37,12 +42,11 @@ impl TimeCursor {
         };
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
-        let at = micros
-            .parse()
-            .ok()
-            .and_then(DateTime::from_timestamp_micros)
-            .ok_or_else(invalid)?;
+        let (nanos, id) = text.split_once(':').ok_or_else(invalid)?;
+        let at = nanos
+            .parse::<i64>()
+            .map(DateTime::from_timestamp_nanos)
+            .map_err(|_| invalid())?;
         let id = Uuid::parse_str(id).map_err(|_| invalid())?;
         Ok(Self { at, id })
     }
@@ -81,7 +85,7 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
         let cursor = TimeCursor {
-            at: DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("valid"),
+            at: DateTime::from_timestamp_nanos(1_764_000_000_123_456_789),
             id: Uuid::new_v4(),
         };
         assert_eq!(TimeCursor::decode(&cursor.encode()).ok(), Some(cursor));

@@ -5,6 +5,7 @@
 //! (user, competition) already guarantees one row) and the `default` rate class.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
@@ -17,13 +18,13 @@ use keel_adapters_postgres::competitions::PgCompetitionStore;
 use keel_domain::StoreError;
 use keel_domain::competitions::{
     Competition, CompetitionDraft, CompetitionError, CompetitionId, CompetitionService,
-    CompetitionStore, NewRegistration, Registered, RegistrationReceipt, SendReminder,
-    SendReminderHandler,
+    CompetitionStore, NewRegistration, Registered, RegistrationReceipt, ReleaseDeletedSeats,
+    ReleaseDeletedSeatsHandler, SendReminder, SendReminderHandler,
 };
 use keel_domain::events::DomainEvent;
 use keel_domain::idempotency::{Claim, StoredResponse};
 use keel_domain::identity::values::Role;
-use keel_domain::jobs::JobRegistry;
+use keel_domain::jobs::{Every, JobRegistry, PeriodicJob, ScheduleError};
 use keel_domain::ratelimit::LimitClass;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -101,10 +102,33 @@ pub fn register_jobs(registry: &mut JobRegistry, state: &AppState) {
         state.stores.mail_sender.clone(),
         state.clock.clone(),
     ));
+    registry.register::<ReleaseDeletedSeats>(ReleaseDeletedSeatsHandler::new(
+        state.stores.products.competitions.store.clone(),
+        state.clock.clone(),
+    ));
+}
+
+/// How often the seats of deleted accounts are swept (the crash-safe path behind the
+/// `UserDeleted` subscriber).
+pub const RELEASE_DELETED_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// The product's periodic jobs: [`ReleaseDeletedSeats`] every [`RELEASE_DELETED_EVERY`], so a
+/// deleted account's seats are freed even when its `UserDeleted` event was lost.
+pub fn periodic_jobs(_state: &AppState) -> Result<Vec<PeriodicJob>, ScheduleError> {
+    let sweep = PeriodicJob::new(
+        Every::interval(RELEASE_DELETED_EVERY)?,
+        &ReleaseDeletedSeats,
+    )
+    .map_err(|e| ScheduleError::Cron {
+        expression: "payload".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(vec![sweep])
 }
 
 /// Starts the product's domain-event subscribers: a deleted account's seats in competitions
-/// that have not started are freed (with their reminders).
+/// that have not started are freed (with their reminders). This is the fast path; a lost event
+/// is made up for by the [`ReleaseDeletedSeats`] sweep ([`periodic_jobs`]).
 pub fn subscribe(state: &AppState) -> Vec<JoinHandle<()>> {
     // Subscribed before spawning, so no event published from now on is missed.
     let mut events = state.stores.events.subscribe();

@@ -7,7 +7,7 @@ pub mod competitions;
 use actix_web::web;
 use keel_adapters_memory::MemoryJobQueue;
 use keel_adapters_postgres::PgPool;
-use keel_domain::jobs::JobRegistry;
+use keel_domain::jobs::{JobRegistry, PeriodicJob, ScheduleError};
 use tokio::task::JoinHandle;
 
 use crate::state::AppState;
@@ -49,6 +49,11 @@ pub fn configure(api: &mut web::ServiceConfig) {
 pub fn register_jobs(registry: &mut JobRegistry, state: &AppState) {
     attendance::register_jobs(registry, state);
     competitions::register_jobs(registry, state);
+}
+
+/// Every product's periodic jobs.
+pub fn periodic_jobs(state: &AppState) -> Result<Vec<PeriodicJob>, ScheduleError> {
+    competitions::periodic_jobs(state)
 }
 
 /// Starts every product's domain-event subscribers; the tasks end with the process.

@@ -171,6 +171,11 @@ pub async fn delete_user(
     )
     .with_request_id(request_id.as_str());
     state.stores.audit.append(entry).await?;
+    // The account's mail goes with it (Postgres cascades already; the memory mailbox does not).
+    // Best effort: the account is gone either way.
+    if let Err(e) = state.stores.mailbox.forget(id).await {
+        tracing::error!(error = %e, user_id = %id, "mail of a deleted account not forgotten");
+    }
     // Other capabilities (boards, registrations) drop or anonymise what they hold for this user.
     if let Err(e) = state
         .stores

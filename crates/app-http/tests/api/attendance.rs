@@ -15,6 +15,35 @@ use crate::support::{TestApp, assert_problem};
 /// Env of every server here: fast job polling so closed events issue certificates quickly.
 const ENV: &[(&str, &str)] = &[("KEEL_JOBS_POLL_INTERVAL_MS", "50")];
 
+/// Longest wait for background work (jobs, event subscribers) on a slow, shared CI machine.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Waits until `count` `certificates.issue` jobs have completed.
+async fn wait_for_certificate_jobs(stores: &Stores, count: usize) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let completed = stores
+            .jobs
+            .list(&JobFilter {
+                state: Some(JobState::Completed),
+                kind: Some(IssueCertificate::KIND.to_owned()),
+                limit: 100,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        if completed.len() >= count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {count} certificate job(s) completed",
+            completed.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn send(
     app: &TestApp,
     token: Option<&str>,
@@ -459,8 +488,8 @@ async fn manual_automatic_and_repeated_certificates_race_to_one() {
     let certificate: Value = serde_json::from_str(first).unwrap();
     let id = certificate["id"].as_str().unwrap();
 
-    // Let the close job run: it finds the certificate and issues no second one.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the close job has run, it found the certificate and issued no second one.
+    wait_for_certificate_jobs(&stores, 1).await;
     let again = post(
         &app,
         &organizer,
@@ -577,27 +606,7 @@ async fn closing_an_event_issues_every_attendees_certificate() {
     assert_eq!(again["event"]["closed_at"], closed["event"]["closed_at"]);
 
     // The jobs issue the certificates; a manual request afterwards finds each one.
-    let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    loop {
-        let completed = stores
-            .jobs
-            .list(&JobFilter {
-                state: Some(JobState::Completed),
-                kind: Some(IssueCertificate::KIND.to_owned()),
-                limit: 100,
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap();
-        if completed.len() == 3 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the certificate jobs did not complete"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_certificate_jobs(&stores, 3).await;
     for (p, token) in &attendees {
         let response = post(
             &app,
@@ -662,7 +671,7 @@ async fn deleting_a_user_removes_their_records_and_keeps_the_event() {
         assert!(deleted.status().is_success(), "{}", deleted.status());
     }
     // Memory stores forget through the `UserDeleted` event, Postgres through its foreign keys.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + WAIT;
     while get(&app, None, &format!("/api/v1/certificates/verify/{code}"))
         .await
         .status()

@@ -18,6 +18,9 @@ use crate::support::{TestApp, assert_problem, no_routes, spawn_on_services, spaw
 /// no `mail.send` attempts in the process-wide metrics other tests read.
 const NO_WORKERS: &[(&str, &str)] = &[("KEEL_WORKERS", "0")];
 
+/// Longest wait for background work (jobs, event subscribers) on a slow, shared CI machine.
+const WAIT: Duration = Duration::from_secs(20);
+
 const RACERS: usize = 200;
 const SEATS: u64 = 50;
 
@@ -96,13 +99,44 @@ async fn mailbox(app: &TestApp, token: &str) -> Vec<Value> {
 }
 
 async fn wait_for_mail(app: &TestApp, token: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(8);
+    let deadline = Instant::now() + WAIT;
     loop {
         let items = mailbox(app, token).await;
         if items.len() >= count {
             return items;
         }
         assert!(Instant::now() < deadline, "mail never arrived: {items:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until no `mail.send` or reminder job is available or running.
+async fn wait_for_mail_jobs_to_settle(stores: &Stores) {
+    use keel_domain::jobs::JobState;
+    use keel_domain::mail::SendMail;
+
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut pending = 0;
+        for kind in [SendMail::KIND, SendReminder::KIND] {
+            for state in [JobState::Available, JobState::Running] {
+                pending += stores
+                    .jobs
+                    .list(&JobFilter {
+                        state: Some(state),
+                        kind: Some(kind.to_owned()),
+                        limit: 1000,
+                        ..JobFilter::default()
+                    })
+                    .await
+                    .unwrap()
+                    .len();
+            }
+        }
+        if pending == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pending} mail job(s) never ran");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -301,16 +335,31 @@ async fn the_deadline_closes_registrations_and_withdrawals() {
     )
     .await;
 
+    // Open for 3 s: wide enough that a slow CI machine still registers in time.
     let closing = create(
         &app,
         &organizer,
         5,
-        chrono::Duration::milliseconds(800),
+        chrono::Duration::seconds(3),
         chrono::Duration::hours(1),
     )
     .await;
     assert_eq!(register(&app, &user, &closing, None).await.status(), 201);
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // Wait until the server's own deadline has passed (not a guessed duration).
+    let body: Value = app
+        .get(&format!("/api/v1/competitions/{closing}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let deadline: chrono::DateTime<Utc> = body["registration_deadline"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    while Utc::now() <= deadline + chrono::Duration::milliseconds(50) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_problem(
         withdraw(&app, &user, &closing).await,
         422,
@@ -461,7 +510,8 @@ async fn confirmations_and_reminders_arrive_but_never_for_withdrawn_seats() {
         "reminder cancelled with the withdrawal"
     );
     let mails = wait_for_mail(&app, &leaver, 1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every mail job has run (none is waiting or running): the mailbox is final.
+    wait_for_mail_jobs_to_settle(&stores).await;
     let mails_after = mailbox(&app, &leaver).await;
     assert_eq!(mails.len(), 1);
     assert_eq!(
@@ -492,6 +542,17 @@ async fn deleting_a_user_frees_their_seats() {
         "competition-full",
     )
     .await;
+    // Some mail in the account's mailbox, to be forgotten with it.
+    let mail = keel_domain::mail::Mail {
+        id: uuid::Uuid::now_v7(),
+        user_id: gone_id.as_uuid(),
+        to: "gone@minted.test".into(),
+        subject: "Hello".into(),
+        body: "Personal data".into(),
+    };
+    stores.mail_sender.send(&mail, Utc::now()).await.unwrap();
+    let listed = stores.mailbox.list(gone_id, None, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
     let deleted = app
         .client
         .delete(app.url(&format!("/api/v1/users/{gone_id}")))
@@ -500,7 +561,12 @@ async fn deleting_a_user_frees_their_seats() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let left = stores.mailbox.list(gone_id, None, 10).await.unwrap();
+    assert!(
+        left.is_empty(),
+        "the deleted account's mail is gone: {left:?}"
+    );
+    let deadline = Instant::now() + WAIT;
     while seats_left(&app, &id).await == 0 {
         assert!(Instant::now() < deadline, "the seat was never freed");
         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -22,7 +22,7 @@ pub use job::{IssueCertificate, IssueCertificateHandler};
 pub use service::{Actor, AttendanceService};
 #[cfg(test)]
 pub use store::MockAttendanceStore;
-pub use store::{AttendanceStore, CloseOutcome, Recorded};
+pub use store::{AttendanceStore, CloseOutcome, Recorded, ScanOutcome};
 pub use values::{
     Attendance, Certificate, CertificateId, Event, EventId, EventTitle, NewEvent, Participant,
     VerificationCode,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::document::{DocumentContent, render};
 use super::error::AttendanceError;
-use super::store::{AttendanceStore, CloseOutcome, Recorded};
+use super::store::{AttendanceStore, CloseOutcome, Recorded, ScanOutcome};
 use super::values::{
     Attendance, Certificate, CertificateId, Event, EventId, NewEvent, Participant, VerificationCode,
 };
@@ -181,7 +181,11 @@ impl AttendanceService {
             scanned_by: by.id(),
             scanned_at: now,
         };
-        Ok(self.store.record_attendance(&attendance).await?)
+        match self.store.record_attendance(&attendance).await? {
+            ScanOutcome::Recorded(recorded) => Ok(recorded),
+            // Closed between the window check above and the insert.
+            ScanOutcome::EventClosed => Err(AttendanceError::OutsideWindow("the event is closed")),
+        }
     }
 
     /// Issues `participant`'s certificate for the event (manually by its organizer or an admin,
@@ -392,6 +396,28 @@ mod tests {
         assert!(matches!(
             scan(Actor::user(UserId::new_random(), Role::Admin)),
             Err(AttendanceError::NotAParticipant)
+        ));
+    }
+
+    #[test]
+    fn a_scan_racing_the_close_is_refused_as_closed() {
+        let organizer = UserId::new_random();
+        let running = event(organizer, -60, 60);
+        let mut store = MockAttendanceStore::new();
+        find(&mut store, &running);
+        store.expect_is_participant().returning(|_, _| Ok(true));
+        store
+            .expect_record_attendance()
+            .times(1)
+            .returning(|_| Ok(ScanOutcome::EventClosed));
+        let refused = futures_executor::block_on(service(store).scan(
+            Actor::user(organizer, Role::Organizer),
+            running.id,
+            UserId::new_random(),
+        ));
+        assert!(matches!(
+            refused,
+            Err(AttendanceError::OutsideWindow("the event is closed"))
         ));
     }
 

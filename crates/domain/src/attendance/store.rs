@@ -37,6 +37,16 @@ impl<T> Recorded<T> {
     }
 }
 
+/// What [`AttendanceStore::record_attendance`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanOutcome {
+    /// The attendance is stored: by this call, or found under its natural key.
+    Recorded(Recorded<Attendance>),
+    /// The event is closed and the participant has no attendance: nothing was stored (a scan
+    /// may not slip in after [`AttendanceStore::close_event`] read the attendees).
+    EventClosed,
+}
+
 /// What closing an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseOutcome {
@@ -76,10 +86,13 @@ pub trait AttendanceStore: Send + Sync {
     /// Records an attendance unless one exists for its (event, participant): of any number of
     /// concurrent calls exactly one gets [`Recorded::Inserted`], the rest the same stored record.
     /// The participant must be one of the event's.
-    async fn record_attendance(
-        &self,
-        attendance: &Attendance,
-    ) -> Result<Recorded<Attendance>, StoreError>;
+    ///
+    /// The insert is atomic with the event being open: it is refused with
+    /// [`ScanOutcome::EventClosed`] once the event is closed, and a racing
+    /// [`Self::close_event`] either sees the new attendance (and enqueues its certificate job)
+    /// or closes first (and the insert is refused). An existing attendance is still returned
+    /// after the close.
+    async fn record_attendance(&self, attendance: &Attendance) -> Result<ScanOutcome, StoreError>;
 
     /// The attendance of `participant` at the event.
     async fn find_attendance(

@@ -166,6 +166,12 @@ impl CompetitionService {
     pub async fn release_user(&self, user: UserId) -> Result<u64, CompetitionError> {
         Ok(self.store.release_user(user, self.clock.now()).await?)
     }
+
+    /// Frees the seats of registrations anonymised by account deletions, in competitions that
+    /// have not started (the sweep for deletions whose event was lost).
+    pub async fn release_anonymised(&self) -> Result<u64, CompetitionError> {
+        Ok(self.store.release_anonymised(self.clock.now()).await?)
+    }
 }
 
 /// The jobs a registration enqueues in its transaction: the confirmation mail (due now) and the

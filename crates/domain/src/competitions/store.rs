@@ -116,4 +116,11 @@ pub trait CompetitionStore: Send + Sync {
     /// was deleted), with their reminders; also the seats of registrations already anonymised by
     /// an account deletion. Returns how many seats were freed. Idempotent.
     async fn release_user(&self, user: UserId, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Frees the seats of every registration already anonymised by an account deletion
+    /// (`user_id` cleared) in competitions that have not started at `now`, with their
+    /// reminders: the periodic sweep behind [`super::ReleaseDeletedSeats`], for deletions whose
+    /// `UserDeleted` event was lost. Returns how many seats were freed. Idempotent. Stores that
+    /// never anonymise a registration (the memory store) free nothing.
+    async fn release_anonymised(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }

@@ -107,6 +107,12 @@ pub trait JobQueue: Send + Sync {
         next: AfterFailure,
     ) -> Result<(), StoreError>;
 
+    /// Spends a held job's remaining attempts (its failure was permanent) and keeps the lease:
+    /// should the lease then expire before the job is recorded dead, the rescuer hands it back for
+    /// its dead-letter hook instead of running it again. [`StoreError::Conflict`] if the lease
+    /// was lost.
+    async fn exhaust(&self, claimed: &ClaimedJob) -> Result<(), StoreError>;
+
     /// Gives a claimed job back unrun (graceful shutdown): available at once, attempt not counted.
     async fn release(&self, claimed: &ClaimedJob) -> Result<(), StoreError>;
 

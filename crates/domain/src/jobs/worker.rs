@@ -108,6 +108,11 @@ impl JobRuntime {
                 Ok(AttemptOutcome::Retrying)
             }
             dead @ AfterFailure::Dead(_) => {
+                if job.attempt < job.max_attempts {
+                    // A permanent failure: no attempt may follow, even if the hook below fails
+                    // and the job has to be rescued.
+                    self.queue.exhaust(claimed).await?;
+                }
                 if let Some(kind) = kind {
                     match kind.on_dead(&Self::context(claimed), &job.payload).await {
                         Ok(()) => {}
@@ -226,25 +231,37 @@ impl Worker {
         let ctx = JobRuntime::context(claimed);
         let timeout = kind.settings().timeout;
         let run = kind.run(&ctx, &job.payload);
-        let (outcome, error) = match self.supervise(claimed, run, timeout, shutdown).await {
-            Supervised::Finished(Ok(())) => {
-                rt.queue.complete(claimed, rt.clock.now()).await?;
-                (AttemptOutcome::Completed, None)
-            }
+        let recorded = match self.supervise(claimed, run, timeout, shutdown).await {
+            Supervised::Finished(Ok(())) => rt
+                .queue
+                .complete(claimed, rt.clock.now())
+                .await
+                .map(|()| (AttemptOutcome::Completed, None)),
             Supervised::Finished(Err(failure)) => {
                 let message = failure.message().to_owned();
-                (rt.record_failure(claimed, failure).await?, Some(message))
+                rt.record_failure(claimed, failure)
+                    .await
+                    .map(|outcome| (outcome, Some(message)))
             }
             Supervised::TimedOut(after) => {
                 let failure = JobFailure::retry(format!("timed out after {after:?}"));
                 let message = failure.message().to_owned();
-                (rt.record_failure(claimed, failure).await?, Some(message))
+                rt.record_failure(claimed, failure)
+                    .await
+                    .map(|outcome| (outcome, Some(message)))
             }
-            Supervised::Interrupted => {
-                rt.queue.release(claimed).await?;
-                (AttemptOutcome::Released, None)
-            }
-            Supervised::LeaseLost => (AttemptOutcome::LeaseLost, None),
+            Supervised::Interrupted => rt
+                .queue
+                .release(claimed)
+                .await
+                .map(|()| (AttemptOutcome::Released, None)),
+            Supervised::LeaseLost => Ok((AttemptOutcome::LeaseLost, None)),
+        };
+        let (outcome, error) = match recorded {
+            Ok(recorded) => recorded,
+            // Too slow to record: the lease went to someone else, whose outcome stands.
+            Err(StoreError::Conflict(_)) => (AttemptOutcome::LeaseLost, None),
+            Err(e) => return Err(e),
         };
         rt.observer
             .finished(&job.kind, outcome, ran(), error.as_deref());

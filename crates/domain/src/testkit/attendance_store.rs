@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 use super::support::{ok, whole_second_now};
 use crate::attendance::{
     Attendance, AttendanceStore, Certificate, CertificateId, Event, EventId, IssueCertificate,
-    Recorded, VerificationCode,
+    Recorded, ScanOutcome, VerificationCode,
 };
 use crate::identity::store::UserStore;
 use crate::identity::user::{NewUser, UserId};
@@ -32,6 +32,16 @@ pub async fn run_all(
     racing_certificates_store_one(s, u).await;
     a_certificate_needs_an_attendance(s, u).await;
     closing_enqueues_one_job_per_attendee(s, u, jobs.as_ref()).await;
+    a_closed_event_refuses_new_attendances(s, u).await;
+    scans_racing_the_close_all_get_a_certificate_job(s, u, jobs.as_ref()).await;
+}
+
+/// The record of a scan the store accepted (panics when it refused it as closed).
+fn recorded(outcome: Result<ScanOutcome, crate::StoreError>) -> Recorded<Attendance> {
+    match ok(outcome) {
+        ScanOutcome::Recorded(recorded) => recorded,
+        ScanOutcome::EventClosed => panic!("the scan was refused: the event is closed"),
+    }
 }
 
 /// A stored user with `role`.
@@ -82,7 +92,7 @@ async fn attended(
         ok(store
             .add_participant(event.id, participant, whole_second_now())
             .await);
-        ok(store.record_attendance(&scan(&event, participant, 0)).await);
+        recorded(store.record_attendance(&scan(&event, participant, 0)).await);
         attendees.push(participant);
     }
     (event, attendees)
@@ -150,7 +160,7 @@ async fn concurrent_scans_record_one_attendance(
         join_all(scans.iter().map(|a| store.record_attendance(a)))
             .await
             .into_iter()
-            .map(ok)
+            .map(recorded)
             .collect();
     assert_eq!(
         results.iter().filter(|r| r.is_inserted()).count(),
@@ -163,9 +173,11 @@ async fn concurrent_scans_record_one_attendance(
         results.iter().all(|r| r.get() == &stored),
         "every scan answers the stored attendance"
     );
-    let later = ok(store
-        .record_attendance(&scan(&event, participant, 60))
-        .await);
+    let later = recorded(
+        store
+            .record_attendance(&scan(&event, participant, 60))
+            .await,
+    );
     assert_eq!(later, Recorded::Existing(stored));
 }
 
@@ -286,4 +298,85 @@ async fn closing_enqueues_one_job_per_attendee(
     expected.sort();
     assert_eq!(keys, expected);
     assert_eq!(ok(store.close_event(EventId::new(), now).await), None);
+}
+
+/// Once closed, an event takes no new attendance at the store level (the service's window check
+/// runs before the insert, so only the store can refuse a scan that raced the close); a repeat
+/// of a recorded scan still answers the stored record.
+async fn a_closed_event_refuses_new_attendances(
+    store: &dyn AttendanceStore,
+    users: &dyn UserStore,
+) {
+    let (event, attendees) = attended(store, users, 1).await;
+    let late = user(users, Role::Participant).await;
+    ok(store
+        .add_participant(event.id, late, whole_second_now())
+        .await);
+    ok(store.close_event(event.id, whole_second_now()).await);
+    assert_eq!(
+        ok(store.record_attendance(&scan(&event, late, 5)).await),
+        ScanOutcome::EventClosed
+    );
+    assert_eq!(ok(store.find_attendance(event.id, late).await), None);
+    let stored = ok(store.find_attendance(event.id, attendees[0]).await)
+        .unwrap_or_else(|| panic!("the attendance is stored"));
+    assert_eq!(
+        ok(store
+            .record_attendance(&scan(&event, attendees[0], 10))
+            .await),
+        ScanOutcome::Recorded(Recorded::Existing(stored))
+    );
+}
+
+/// Scans racing a close: every attendance that is stored has its certificate job; every other
+/// scan was refused as closed.
+async fn scans_racing_the_close_all_get_a_certificate_job(
+    store: &dyn AttendanceStore,
+    users: &dyn UserStore,
+    jobs: &dyn JobQueue,
+) {
+    let event = event(store, users).await;
+    let mut participants = Vec::new();
+    for _ in 0..12 {
+        let participant = user(users, Role::Participant).await;
+        ok(store
+            .add_participant(event.id, participant, whole_second_now())
+            .await);
+        participants.push(participant);
+    }
+    let scans: Vec<Attendance> = participants.iter().map(|p| scan(&event, *p, 0)).collect();
+    let (middle, rest) = scans.split_at(scans.len() / 2);
+    let (first, closed, second) = futures_util::join!(
+        join_all(middle.iter().map(|a| store.record_attendance(a))),
+        store.close_event(event.id, whole_second_now()),
+        join_all(rest.iter().map(|a| store.record_attendance(a))),
+    );
+    ok(closed);
+    for outcome in first.into_iter().chain(second) {
+        match ok(outcome) {
+            ScanOutcome::Recorded(r) => assert!(r.is_inserted()),
+            ScanOutcome::EventClosed => {}
+        }
+    }
+    let mut attended = Vec::new();
+    for p in &participants {
+        if ok(store.find_attendance(event.id, *p).await).is_some() {
+            attended.push(IssueCertificate::new(event.id, *p).unique_key());
+        }
+    }
+    let listed = ok(jobs
+        .list(&JobFilter {
+            kind: Some(IssueCertificate::KIND.to_owned()),
+            limit: 10_000,
+            ..JobFilter::default()
+        })
+        .await);
+    for key in attended.into_iter().flatten() {
+        assert!(
+            listed
+                .iter()
+                .any(|j| j.unique_key.as_deref() == Some(key.as_str())),
+            "attendance {key} stored without a certificate job"
+        );
+    }
 }

@@ -342,3 +342,82 @@ async fn racing_duplicates_have_one_winner(f: &Fixture<'_>) {
     )));
     assert_consistent(f, &c, 1).await;
 }
+
+/// One step of a random registration sequence, by one of a few users (an index into them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatOp {
+    /// The user registers.
+    Register(usize),
+    /// The user withdraws.
+    Withdraw(usize),
+    /// The user's account is deleted: [`CompetitionStore::release_user`].
+    Release(usize),
+}
+
+/// Drives `ops` through the port on a new competition of `capacity` seats, for `users.len()`
+/// users, against a model (the set of registered users), asserting after every step:
+/// `0 ≤ seats_taken ≤ capacity`, `seats_taken` equals the registration rows and the model, and a
+/// registration succeeds iff a seat was free and the user was not registered (else it says
+/// which rule refused it). A user index is taken modulo `users.len()`. The users must hold no
+/// other registration (a release frees seats in every competition and counts them all).
+pub async fn random_ops_keep_seats_equal_to_rows(
+    f: &Fixture<'_>,
+    users: &[UserId],
+    capacity: u32,
+    ops: &[SeatOp],
+) {
+    assert!(!users.is_empty(), "at least one user");
+    let c = competition(f.store, capacity, Duration::hours(2), whole_second_now()).await;
+    let mut registered = std::collections::BTreeSet::new();
+    for (step, op) in ops.iter().enumerate() {
+        match *op {
+            SeatOp::Register(i) => {
+                let u = users[i % users.len()];
+                let was_free = (registered.len() as u32) < capacity;
+                let was_registered = registered.contains(&u);
+                let (_, outcome) = register(f, &c, u).await;
+                let expected = if was_registered {
+                    RegisterOutcome::AlreadyRegistered
+                } else if was_free {
+                    registered.insert(u);
+                    RegisterOutcome::Registered {
+                        seats_left: capacity - registered.len() as u32,
+                        receipt_stored: false,
+                    }
+                } else {
+                    RegisterOutcome::Full
+                };
+                assert_eq!(outcome, expected, "step {step}: {op:?}");
+            }
+            SeatOp::Withdraw(i) => {
+                let u = users[i % users.len()];
+                let outcome = ok(f.store.withdraw(c.id, u, whole_second_now()).await);
+                if registered.remove(&u) {
+                    assert!(
+                        matches!(outcome, WithdrawOutcome::Withdrawn { .. }),
+                        "step {step}: {op:?} gave {outcome:?}"
+                    );
+                } else {
+                    assert_eq!(outcome, WithdrawOutcome::NotRegistered, "step {step}");
+                }
+            }
+            SeatOp::Release(i) => {
+                let u = users[i % users.len()];
+                let freed = ok(f.store.release_user(u, whole_second_now()).await);
+                assert_eq!(
+                    freed,
+                    u64::from(registered.remove(&u)),
+                    "step {step}: {op:?}"
+                );
+            }
+        }
+        let taken = seats_taken(f, &c).await;
+        assert!(taken <= capacity, "step {step}: {taken} > {capacity}");
+        assert_eq!(
+            ok(f.store.registration_count(c.id).await),
+            u64::from(taken),
+            "step {step}: seats_taken = rows"
+        );
+        assert_eq!(taken as usize, registered.len(), "step {step}: model");
+    }
+}

@@ -39,6 +39,7 @@ pub async fn run_all(queue: Arc<dyn JobQueue>, timer: Arc<dyn Timer>) {
     backoff_follows_the_schedule_then_dead_then_retry(&queue, &timer).await;
     killed_worker_job_reruns_after_its_lease(&queue, &timer).await;
     two_schedulers_enqueue_one_job_per_slot(&queue, &timer).await;
+    a_permanent_failure_never_runs_again_even_when_its_hook_fails(&queue, &timer).await;
     many_jobs_over_four_workers_run_exactly_once(&queue, &timer, 1_000).await;
     super::job_worker::run_all(&queue, &timer).await;
 }
@@ -658,4 +659,89 @@ async fn many_jobs_over_four_workers_run_exactly_once(
     };
     assert_eq!(ok(queue.list(&completed).await).len(), count);
     clear_probes(queue.as_ref()).await;
+}
+
+/// Fails permanently; its dead-letter hook fails once, then succeeds.
+struct Doomed {
+    runs: AtomicUsize,
+    hooks: AtomicUsize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Doom;
+
+impl JobKind for Doom {
+    const KIND: &'static str = "testkit.doom";
+}
+
+#[async_trait]
+impl JobHandler<Doom> for Arc<Doomed> {
+    async fn run(&self, _ctx: &JobContext, _job: Doom) -> Result<(), JobFailure> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Err(JobFailure::permanent("the payout was rejected"))
+    }
+
+    async fn on_dead(&self, _ctx: &JobContext, _job: Doom) -> Result<(), JobFailure> {
+        if self.hooks.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(JobFailure::retry("releasing the hold failed"));
+        }
+        Ok(())
+    }
+}
+
+async fn a_permanent_failure_never_runs_again_even_when_its_hook_fails(
+    queue: &Arc<dyn JobQueue>,
+    timer: &Arc<dyn Timer>,
+) {
+    let now = whole_second_now();
+    let clock = Arc::new(SetClock::new(now));
+    let doomed = Arc::new(Doomed {
+        runs: AtomicUsize::new(0),
+        hooks: AtomicUsize::new(0),
+    });
+    let mut registry = JobRegistry::new();
+    registry.register::<Doom>(doomed.clone());
+    let rt = JobRuntime {
+        registry: Arc::new(registry),
+        ..runtime(
+            queue,
+            timer,
+            clock.clone(),
+            Flaky::new(0),
+            KindSettings::default(),
+        )
+    };
+    let job = NewJob {
+        max_attempts: 5,
+        ..Doom.to_new_job(now).expect("json")
+    };
+    let id = ok(queue.enqueue(job, now).await).id();
+    let worker = Worker::new(rt.clone(), "doomed-worker");
+    assert_eq!(
+        ok(worker.run_once().await),
+        Some(AttemptOutcome::HookFailed)
+    );
+    let held = ok(queue.get(id).await).expect("kept");
+    assert_eq!(
+        (held.state, held.attempt, held.max_attempts),
+        (JobState::Running, 1, 1)
+    );
+
+    // The lease runs out; the rescuer must hand the job back for its hook, not run it again.
+    clock.set(now + secs(31));
+    ok(Scheduler::new(rt, "rescuer", vec![]).tick().await);
+    assert_eq!(ok(worker.run_once().await), None);
+    let dead = ok(queue.get(id).await).expect("kept");
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(
+        doomed.runs.load(Ordering::SeqCst),
+        1,
+        "a permanent failure runs once"
+    );
+    assert_eq!(
+        doomed.hooks.load(Ordering::SeqCst),
+        2,
+        "the hook ran again and succeeded"
+    );
+    ok(queue.delete(id).await);
 }

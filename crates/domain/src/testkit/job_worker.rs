@@ -97,20 +97,20 @@ async fn job_state(queue: &Arc<dyn JobQueue>, id: JobId) -> (JobState, u32, usiz
 
 async fn heartbeats_keep_a_long_job_leased(queue: &Arc<dyn JobQueue>, timer: &Arc<dyn Timer>) {
     let settings = WorkerSettings {
-        lease: Duration::from_millis(300),
+        lease: Duration::from_secs(1),
         poll_interval: Duration::from_millis(20),
         shutdown_grace: Duration::from_secs(5),
     };
     let Setup { runtime, sleeper } = setup(queue, timer, Duration::from_secs(30), settings);
-    // Runs four times longer than its lease.
-    let id = enqueue(&runtime, 1_200).await;
+    // Runs three times longer than its lease (renewed every third of it).
+    let id = enqueue(&runtime, 3_000).await;
     let worker = Worker::new(runtime.clone(), "long-runner");
     let rival = Worker::new(runtime.clone(), "rival");
     let mut scheduler = Scheduler::new(runtime.clone(), "rescuer", vec![]);
     let rivalry = async {
         // Meanwhile another node keeps rescuing expired leases and claiming work.
-        for _ in 0..30 {
-            timer.sleep(Duration::from_millis(50)).await;
+        for _ in 0..20 {
+            timer.sleep(Duration::from_millis(200)).await;
             ok(scheduler.tick().await);
             assert_eq!(ok(rival.run_once().await), None, "the lease was taken over");
         }
@@ -155,9 +155,20 @@ async fn shutdown_finishes_short_jobs_and_releases_long_ones(
     let Setup { runtime, .. } = setup(queue, timer, Duration::from_secs(60), settings);
     let short = enqueue(&runtime, 150).await;
     let long = enqueue(&runtime, 60_000).await;
-    let stop_timer = timer.clone();
-    // Shutdown is asked for once both workers are busy.
-    let shutdown = Shutdown::on(async move { stop_timer.sleep(Duration::from_millis(100)).await });
+    // Shutdown is asked for once both workers are busy (bounded: 10 s).
+    let (watch, stop_timer) = (queue.clone(), timer.clone());
+    let shutdown = Shutdown::on(async move {
+        for _ in 0..500 {
+            let counts = watch.counts().await.unwrap_or_default();
+            let running = counts
+                .iter()
+                .find(|c| c.kind == Sleep::KIND && c.state == JobState::Running);
+            if running.is_some_and(|c| c.count >= 2) {
+                break;
+            }
+            stop_timer.sleep(Duration::from_millis(20)).await;
+        }
+    });
     let a = Worker::new(runtime.clone(), "drain-a").run(shutdown.clone());
     let b = Worker::new(runtime.clone(), "drain-b").run(shutdown);
     join(a, b).await;
