@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use keel_adapters_memory::{ManualClock, MemoryJobQueue, TokioTimer};
+use keel_domain::Clock;
 use keel_domain::jobs::{
     Backoff, IgnoreJobEvents, JobChange, JobContext, JobFailure, JobHandler, JobKind, JobQueue,
     JobRegistry, JobRuntime, KindSettings, Worker, WorkerSettings,
@@ -87,36 +87,33 @@ async fn main() {
     };
     let worker = Worker::new(runtime, "example-worker");
 
+    let now = clock.now();
     let job = SendReceipt { order: 42 }
-        .to_new_job(Utc::now())
+        .to_new_job(now)
         .expect("serializable");
-    let id = queue
-        .enqueue(job.clone(), Utc::now())
-        .await
-        .expect("memory")
-        .id();
-    let again = queue.enqueue(job, Utc::now()).await.expect("memory");
+    let id = queue.enqueue(job.clone(), now).await.expect("memory").id();
+    let again = queue.enqueue(job, now).await.expect("memory");
     println!("enqueued job {id}; enqueuing the same order again: {again:?}");
 
-    // Each failure schedules the next attempt; the fake clock jumps to it.
+    // Each failure schedules the next attempt (2 s, then 4 s); the fake clock jumps to it.
     for _ in 0..3 {
         let outcome = worker.run_once().await.expect("memory");
         let stored = queue.get(id).await.expect("memory").expect("kept");
         println!(
-            "attempt {}: {outcome:?}, next run at {}",
-            stored.attempt, stored.run_at
+            "attempt {} of {}: {outcome:?} ({:?}), next run at {}",
+            stored.attempt, stored.max_attempts, stored.state, stored.run_at
         );
         clock.set(stored.run_at);
     }
 
-    let JobChange::Changed(retried) = queue.retry(id, Utc::now()).await.expect("memory") else {
+    // The provider is back: an admin retries the dead job with a fresh attempt budget.
+    let JobChange::Changed(retried) = queue.retry(id, clock.now()).await.expect("memory") else {
         panic!("a dead job can be retried");
     };
     println!(
-        "admin retry: state {:?}, attempt budget reset to {}",
+        "admin retry: {:?}, attempts used reset to {}",
         retried.state, retried.attempt
     );
-    clock.set(Utc::now() + chrono::Duration::from_std(Duration::from_secs(1)).unwrap_or_default());
     let outcome = worker.run_once().await.expect("memory");
     println!("after the retry: {outcome:?}");
 }
