@@ -13,7 +13,6 @@
 //! Both scratch databases are created next to `DATABASE_URL`'s and dropped at the end, also when
 //! a step fails. Loopback only.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,7 +32,9 @@ use keel_domain::jobs::{
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use super::{BenchArgs, report};
+use super::BenchArgs;
+use super::pg::{self, Scratch};
+use super::report::{self, median, ms};
 
 /// Workers draining the queue, and `pgbench` clients of the baseline.
 const WORKERS: usize = 4;
@@ -85,12 +86,7 @@ impl JobHandler<Noop> for NoopHandler {
 
 /// Runs the bench, prints its section and writes it to docs/BENCHMARKS.md (unless `--no-write`).
 pub fn run(args: &BenchArgs) -> Result<(), String> {
-    let admin_url = std::env::var("DATABASE_URL").map_err(|_| {
-        "DATABASE_URL is not set: `cargo xtask bench jobs` needs Postgres \
-         (`cargo xtask services` prints the local URL)"
-            .to_owned()
-    })?;
-    loopback_only(&admin_url)?;
+    let admin_url = pg::admin_url("jobs")?;
     let seconds = args.seconds.max(1);
     let rounds = args.rounds.max(1);
 
@@ -98,7 +94,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let baseline = Scratch::create(&admin_url, "keel_bench_pgbench")?;
     let keel = Scratch::create(&admin_url, "keel_bench_jobs")?;
     eprintln!("pgbench -i -s 1 on {}", baseline.name);
-    pgbench(&["-i", "-s", "1", "-q", &baseline.url])?;
+    pg::pgbench(&["-i", "-s", "1", "-q", &baseline.url])?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -112,7 +108,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let mut trickle_missing = 0;
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}");
-        let round_tps = pgbench_simple_update(&baseline.url, seconds)?;
+        let round_tps = pg::pgbench_simple_update(&baseline.url, WORKERS, seconds)?;
         eprintln!("  pgbench -N: {round_tps:.0} tps");
         tps.push(round_tps);
 
@@ -134,8 +130,8 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             drain.enqueued,
             drain.elapsed.as_secs_f64(),
             enqueue_rate,
-            millis(trickle.value_at_quantile(0.5)),
-            millis(trickle.value_at_quantile(0.99)),
+            ms(trickle.value_at_quantile(0.5)),
+            ms(trickle.value_at_quantile(0.99)),
         );
         enqueue_rates.push(enqueue_rate);
         drains.push(drain);
@@ -403,22 +399,12 @@ struct Summary {
     trickle_missing: u64,
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn list(values: impl IntoIterator<Item = f64>) -> String {
     values
         .into_iter()
         .map(|v| format!("{v:.0}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn millis(micros: u64) -> String {
-    format!("{:.2} ms", micros as f64 / 1000.0)
 }
 
 /// The markdown section of the bench.
@@ -440,9 +426,9 @@ fn section(s: &Summary) -> String {
         ("–".to_owned(), "–".to_owned(), "–".to_owned())
     } else {
         (
-            millis(s.latency.value_at_quantile(0.5)),
-            millis(s.latency.value_at_quantile(0.99)),
-            millis(s.latency.max()),
+            ms(s.latency.value_at_quantile(0.5)),
+            ms(s.latency.value_at_quantile(0.99)),
+            ms(s.latency.max()),
         )
     };
     format!(
@@ -476,172 +462,4 @@ fn section(s: &Summary) -> String {
             .join(", "),
         missing = s.trickle_missing,
     )
-}
-
-/// Runs `pgbench -N` against `url` for `seconds`; returns its tps without connection time.
-fn pgbench_simple_update(url: &str, seconds: u64) -> Result<f64, String> {
-    let clients = WORKERS.to_string();
-    let secs = seconds.to_string();
-    let text = pgbench(&["-N", "-c", &clients, "-j", "2", "-T", &secs, url])?;
-    parse_tps(&text).ok_or(format!("cannot read tps from pgbench's output:\n{text}"))
-}
-
-/// The tps of pgbench's report: the figure without connection time when it prints several.
-fn parse_tps(text: &str) -> Option<f64> {
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("tps = ")).collect();
-    let line = lines
-        .iter()
-        .find(|l| l.contains("without initial connection") || l.contains("excluding connections"))
-        .or(lines.first())?;
-    line.trim_start_matches("tps = ")
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Runs pgbench; returns its standard output, or fails with its standard error.
-fn pgbench(args: &[&str]) -> Result<String, String> {
-    let output = Command::new("pgbench")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run pgbench (is it installed?): {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(format!(
-            "pgbench {} failed ({}): {}",
-            args.first().copied().unwrap_or(""),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
-/// Runs one statement with `psql` on `url`.
-fn psql(url: &str, sql: &str) -> Result<(), String> {
-    let output = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
-        .output()
-        .map_err(|e| format!("cannot run psql (is it installed?): {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "psql `{sql}` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
-/// A database created for the bench next to `DATABASE_URL`'s, dropped when this value drops.
-struct Scratch {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Scratch {
-    fn create(admin_url: &str, prefix: &str) -> Result<Self, String> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let name = format!("{prefix}_{:x}", nanos ^ u64::from(std::process::id()));
-        psql(admin_url, &format!("CREATE DATABASE {name}"))?;
-        Ok(Self {
-            admin_url: admin_url.to_owned(),
-            url: with_database(admin_url, &name),
-            name,
-        })
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(e) = psql(&self.admin_url, &sql) {
-            eprintln!(
-                "warning: could not drop scratch database {}: {e}",
-                self.name
-            );
-        }
-    }
-}
-
-/// Replaces the database name in a `postgres://…/name?params` URL.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let root = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{root}/{name}?{q}"),
-        None => format!("{root}/{name}"),
-    }
-}
-
-/// Fails unless `url` points at this machine (loopback, or a local socket).
-fn loopback_only(url: &str) -> Result<(), String> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let authority = base.split('/').next().unwrap_or(base);
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(v6),
-        None => host_port.split(':').next().unwrap_or(host_port),
-    };
-    let hosts = std::iter::once(host).chain(
-        query
-            .split('&')
-            .filter_map(|pair| pair.strip_prefix("host=")),
-    );
-    for host in hosts {
-        if !matches!(host, "" | "127.0.0.1" | "localhost" | "::1") && !host.starts_with('/') {
-            return Err(format!("benchmarks only target loopback, not {host}"));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{loopback_only, parse_tps, with_database};
-
-    #[test]
-    fn reads_tps_without_connection_time() {
-        let pg15 = "latency average = 2.0 ms\ninitial connection time = 3.1 ms\n\
-                    tps = 1987.654321 (without initial connection time)\n";
-        assert_eq!(parse_tps(pg15), Some(1987.654321));
-        let pg13 = "tps = 900.5 (including connections establishing)\n\
-                    tps = 910.25 (excluding connections establishing)\n";
-        assert_eq!(parse_tps(pg13), Some(910.25));
-        assert_eq!(parse_tps("no figures"), None);
-    }
-
-    #[test]
-    fn accepts_loopback_only() {
-        assert!(loopback_only("postgres://postgres@127.0.0.1:5432/postgres").is_ok());
-        assert!(loopback_only("postgres://u:p@localhost/db?sslmode=disable").is_ok());
-        assert!(loopback_only("postgres://u@[::1]:5432/db").is_ok());
-        assert!(loopback_only("postgres://u@db.example.com/db").is_err());
-        assert!(loopback_only("postgres://u@127.0.0.1/db?host=10.0.0.1").is_err());
-    }
-
-    #[test]
-    fn replaces_the_database_name() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/postgres", "t"),
-            "postgres://u@h:5432/t"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h/db?sslmode=disable", "t"),
-            "postgres://u:p@h/t?sslmode=disable"
-        );
-    }
 }

@@ -138,7 +138,41 @@ async fn drive(uri: hyper::Uri, target: Target, config: LoadConfig) -> Result<Lo
     })
 }
 
-fn new_histogram() -> Result<Histogram<u64>, String> {
+/// One keep-alive HTTP/1.1 connection to a loopback server.
+pub struct Connection {
+    /// Sends requests (one at a time).
+    pub sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    /// The task driving the connection; abort it when done.
+    pub driver: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    /// `host:port`, for the `host` header.
+    pub authority: String,
+    /// The path and query of the URI it was opened for.
+    pub path: String,
+}
+
+impl Connection {
+    /// Connects (TCP_NODELAY) and handshakes with the server of `uri`.
+    pub async fn open(uri: &hyper::Uri) -> Result<Self, String> {
+        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let stream = TcpStream::connect(&authority)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            sender,
+            driver: tokio::spawn(conn),
+            authority,
+            path,
+        })
+    }
+}
+
+/// A latency histogram in microseconds, 1 µs to 60 s.
+pub fn new_histogram() -> Result<Histogram<u64>, String> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(|e| e.to_string())
 }
 
@@ -148,16 +182,12 @@ async fn connection(
     measure_from: Instant,
     stop_at: Instant,
 ) -> Result<(Histogram<u64>, u64, u64), String> {
-    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let stream = TcpStream::connect(&authority)
-        .await
-        .map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(conn);
+    let Connection {
+        mut sender,
+        driver,
+        authority,
+        path,
+    } = Connection::open(&uri).await?;
     let mut histogram = new_histogram()?;
     let (mut ok, mut errors) = (0u64, 0u64);
     while Instant::now() < stop_at {

@@ -6,8 +6,10 @@
 pub mod hello;
 mod jobs;
 mod loadgen;
+mod pg;
 mod process;
 mod redis_benchmark;
+mod registrations;
 mod report;
 
 use std::path::PathBuf;
@@ -53,6 +55,8 @@ enum BenchName {
     Login,
     /// No-op jobs/s with 4 workers on Postgres, and enqueue→start latency, vs `pgbench -N`.
     Jobs,
+    /// Registrations/s over HTTP on one hot competition (zero oversell), vs `pgbench -N`.
+    Registrations,
 }
 
 impl BenchName {
@@ -63,6 +67,7 @@ impl BenchName {
             Self::Ratelimit => "ratelimit",
             Self::Login => "login",
             Self::Jobs => "jobs",
+            Self::Registrations => "registrations",
         }
     }
 }
@@ -94,6 +99,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         BenchName::Ratelimit => ratelimit(args, &config)?,
         BenchName::Login => login(args, &config)?,
         BenchName::Jobs => return jobs::run(args),
+        BenchName::Registrations => return registrations::run(args),
     };
     let table = report::table(&rows);
     println!("{table}{notes}");

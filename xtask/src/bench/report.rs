@@ -38,8 +38,20 @@ fn millis(micros: u64) -> String {
     if micros == 0 {
         "–".to_owned()
     } else {
-        format!("{:.2} ms", micros as f64 / 1000.0)
+        ms(micros)
     }
+}
+
+/// Microseconds as milliseconds with two decimals.
+pub fn ms(micros: u64) -> String {
+    format!("{:.2} ms", micros as f64 / 1000.0)
+}
+
+/// The median of `values` (the upper one of an even count; 0 when empty).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The markdown section of one bench.

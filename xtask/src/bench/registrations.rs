@@ -1,0 +1,654 @@
+//! `cargo xtask bench registrations`: registrations/s on one hot competition, over HTTP against
+//! the release `keel` binary on Postgres, beside `pgbench -N` in the same run.
+//!
+//! - Baseline: `pgbench -N -c <connections> -j 2` on a scratch database of its own.
+//! - keel: `keel serve` on a scratch database (`KEEL_MIGRATE=true`, default job workers, so each
+//!   registration enqueues its confirmation mail and reminder in its own transaction, as in
+//!   production; `REDIS_URL` passed on when set, so the rate limiter runs on Redis). Users are
+//!   inserted with SQL (no Argon2) and each gets an access token signed with the server's secret.
+//! - Hot phase, once per round: a competition with capacity = requests; every user registers
+//!   once, `connections` at a time (closed loop); registrations/s from the first request to the
+//!   last answer, with p50/p99.
+//! - Over-subscribed phase, once: as many requests for half as many seats; exactly half must be
+//!   201 and the rest 409 `competition-full`.
+//! - After each phase: `seats_taken == rows == 201 answers` and `seats_taken <= capacity`.
+//!
+//! Both scratch databases are dropped at the end, also when a step fails. Loopback only.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::body::Bytes;
+use keel_domain::identity::access_token::AccessTokenSigner;
+
+use super::loadgen::{Connection, new_histogram};
+use super::pg::{self, Scratch};
+use super::process::Server;
+use super::report::{self, median, ms};
+use super::{BenchArgs, build};
+
+/// The issue's goal, registrations per second.
+const GOAL: f64 = 2_000.0;
+/// Users created (the most requests of one phase).
+const MAX_USERS: usize = 20_000;
+/// Fewest requests of one phase.
+const MIN_REQUESTS: usize = 1_000;
+/// HS256 secret handed to the server (`KEEL_JWT_SECRET`) and used to sign the users' tokens.
+const JWT_SECRET: &str = "keel-bench-registrations-jwt-secret-0123456789";
+/// Issuer and audience of keel's access tokens (`keel_app_http::state::TOKEN_*`).
+const TOKEN_ISSUER: &str = "keel";
+const TOKEN_AUDIENCE: &str = "keel-api";
+/// The problem type of a refused registration on a full competition.
+const FULL_PROBLEM: &str = "competition-full";
+
+/// Runs the bench, prints its section and writes it to docs/BENCHMARKS.md (unless `--no-write`).
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    let admin_url = pg::admin_url("registrations")?;
+    let redis_url = std::env::var("REDIS_URL").ok();
+    if let Some(url) = &redis_url {
+        pg::loopback_only(url)?;
+    }
+    let seconds = args.seconds.max(1);
+    let rounds = args.rounds.max(1);
+    let connections = args.connections.max(1);
+    let keel = build(&["--bin", "keel"], "keel")?;
+
+    // Locals drop in reverse order: the server before the databases.
+    let baseline = Scratch::create(&admin_url, "keel_bench_pgbench")?;
+    let db = Scratch::create(&admin_url, "keel_bench_registrations")?;
+    eprintln!("pgbench -i -s 1 on {}", baseline.name);
+    pg::pgbench(&["-i", "-s", "1", "-q", &baseline.url])?;
+    let mut env = vec![
+        ("DATABASE_URL", db.url.as_str()),
+        ("KEEL_MIGRATE", "true"),
+        ("KEEL_JWT_SECRET", JWT_SECRET),
+        ("KEEL_RATE_DEFAULT", "100000/second"),
+    ];
+    if let Some(url) = &redis_url {
+        env.push(("REDIS_URL", url.as_str()));
+    }
+    let server = Server::start(&keel, &env)?;
+    let started = Instant::now();
+    let tokens = create_users(&db.url, MAX_USERS)?;
+    eprintln!(
+        "{} users and tokens in {:.2} s",
+        tokens.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start tokio: {e}"))?;
+    let ticks = clock_ticks();
+
+    // Warms the server's pools and gives the rate that sizes the first round.
+    let warm_up = run_phase(
+        &runtime,
+        &server,
+        &db.url,
+        &tokens[..MIN_REQUESTS],
+        MIN_REQUESTS,
+        connections,
+        ticks,
+    )?;
+    eprintln!("warm-up: {}", warm_up.summary());
+    let mut tps = Vec::new();
+    let mut hot: Vec<Phase> = Vec::new();
+    for round in 1..=rounds {
+        eprintln!("round {round}/{rounds}");
+        let round_tps = pg::pgbench_simple_update(&baseline.url, connections, seconds)?;
+        eprintln!("  pgbench -N: {round_tps:.0} tps");
+        tps.push(round_tps);
+        let expected = hot.last().unwrap_or(&warm_up).rate();
+        let requests = ((expected * 2.0 * seconds as f64) as usize).clamp(MIN_REQUESTS, MAX_USERS);
+        let phase = run_phase(
+            &runtime,
+            &server,
+            &db.url,
+            &tokens[..requests],
+            requests,
+            connections,
+            ticks,
+        )?;
+        eprintln!("  hot: {}", phase.summary());
+        hot.push(phase);
+    }
+    let requests = hot.last().map_or(MIN_REQUESTS, |p| p.requests) & !1;
+    let over = run_phase(
+        &runtime,
+        &server,
+        &db.url,
+        &tokens[..requests],
+        requests / 2,
+        connections,
+        ticks,
+    )?;
+    eprintln!("over-subscribed: {}", over.summary());
+    drop(runtime);
+    drop(server);
+
+    let held = warm_up.holds() && hot.iter().all(Phase::holds) && over.holds();
+    let body = section(&Summary {
+        seconds,
+        rounds,
+        connections,
+        redis: redis_url.is_some(),
+        tps,
+        warm_up,
+        hot,
+        over,
+    });
+    println!("{body}");
+    if !args.no_write {
+        report::write_section("registrations", &body)?;
+    }
+    if held {
+        Ok(())
+    } else {
+        Err("the seat check failed: see the section above".to_owned())
+    }
+}
+
+/// Inserts `n` participants with SQL and signs an access token for each.
+fn create_users(url: &str, n: usize) -> Result<Vec<String>, String> {
+    let ids = pg::psql(
+        url,
+        &format!(
+            "INSERT INTO users (id, email, display_name, role, password_hash, created_at) \
+             SELECT gen_random_uuid(), 'bench-' || i || '@bench.test', 'Bench', 'participant', \
+             'not-a-password-hash', now() FROM generate_series(1, {n}) AS i RETURNING id"
+        ),
+    )?;
+    let signer = AccessTokenSigner::new(
+        JWT_SECRET.as_bytes(),
+        TOKEN_ISSUER,
+        TOKEN_AUDIENCE,
+        chrono::Duration::hours(1),
+    )
+    .map_err(|e| format!("cannot build the token signer: {e}"))?;
+    let now = chrono::Utc::now();
+    let tokens = ids
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|id| {
+            signer
+                .issue(id.trim(), "participant", now)
+                .map(|(token, _)| format!("Bearer {token}"))
+                .map_err(|e| format!("cannot sign a token: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if tokens.len() == n {
+        Ok(tokens)
+    } else {
+        Err(format!("created {} users, expected {n}", tokens.len()))
+    }
+}
+
+/// Creates a competition with `capacity` seats, open for an hour; returns its id.
+fn create_competition(url: &str, capacity: usize) -> Result<String, String> {
+    let id = pg::psql(
+        url,
+        &format!(
+            "INSERT INTO competitions (id, title, capacity, seats_taken, registration_deadline, \
+             starts_at, created_by, created_at) VALUES (gen_random_uuid(), 'bench {capacity}', \
+             {capacity}, 0, now() + interval '1 hour', now() + interval '2 days', \
+             gen_random_uuid(), now()) RETURNING id"
+        ),
+    )?;
+    Ok(id.trim().to_owned())
+}
+
+/// Committed transactions of the database so far (`pg_stat_database`; other backends report
+/// theirs about once a second while busy) and the next transaction id (exact; only writing
+/// transactions take one).
+fn transactions(url: &str) -> Result<(u64, u64), String> {
+    let text = pg::psql(
+        url,
+        "SELECT xact_commit, pg_current_xact_id()::text::bigint FROM pg_stat_database \
+         WHERE datname = current_database()",
+    )?;
+    let (commits, xid) = text
+        .trim()
+        .split_once('|')
+        .ok_or(format!("unexpected output {text:?}"))?;
+    let read = |v: &str| {
+        v.parse::<u64>()
+            .map_err(|e| format!("cannot read {text:?}: {e}"))
+    };
+    Ok((read(commits)?, read(xid)?))
+}
+
+/// One phase: `tokens.len()` users register for a new competition with `capacity` seats.
+fn run_phase(
+    runtime: &tokio::runtime::Runtime,
+    server: &Server,
+    db: &str,
+    tokens: &[String],
+    capacity: usize,
+    connections: usize,
+    ticks: f64,
+) -> Result<Phase, String> {
+    let competition = create_competition(db, capacity)?;
+    let (commits_before, xid_before) = transactions(db)?;
+    let cpu_before = Cpu::sample(server.pid(), ticks);
+    let started = Instant::now();
+    let uri: hyper::Uri = server
+        .url(&format!("/api/v1/competitions/{competition}/registrations"))
+        .parse()
+        .map_err(|e| format!("bad url: {e}"))?;
+    let answers = runtime.block_on(drive(uri, tokens.into(), connections))?;
+    let elapsed = started.elapsed();
+    let cpu = Cpu::sample(server.pid(), ticks).since(&cpu_before, elapsed);
+    let xids = transactions(db)?.1.saturating_sub(xid_before + 1);
+    // Let the pooled backends report their last second of commits.
+    std::thread::sleep(Duration::from_millis(1_100));
+    let commits = transactions(db)?.0.saturating_sub(commits_before);
+    let check = Check::query(db, &competition)?;
+    Ok(Phase {
+        requests: tokens.len(),
+        capacity,
+        answers,
+        elapsed,
+        check,
+        commits,
+        xids,
+        cpu,
+    })
+}
+
+/// What the closed-loop driver saw.
+struct Answers {
+    /// 201 answers.
+    created: u64,
+    /// 409 `competition-full` answers.
+    full: u64,
+    /// Any other status (and 0 for transport errors), with counts.
+    other: BTreeMap<u16, u64>,
+    /// Latency of every answer, in microseconds.
+    latency: Histogram<u64>,
+}
+
+/// Sends one registration per token, `connections` at a time, each connection taking the next
+/// token as soon as its previous answer arrived.
+async fn drive(
+    uri: hyper::Uri,
+    tokens: Arc<[String]>,
+    connections: usize,
+) -> Result<Answers, String> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(register_loop(uri.clone(), tokens.clone(), next.clone())))
+        .collect();
+    let mut all = Answers {
+        created: 0,
+        full: 0,
+        other: BTreeMap::new(),
+        latency: new_histogram()?,
+    };
+    for task in tasks {
+        let answers = task.await.map_err(|e| e.to_string())??;
+        all.created += answers.created;
+        all.full += answers.full;
+        for (status, n) in answers.other {
+            *all.other.entry(status).or_default() += n;
+        }
+        all.latency
+            .add(&answers.latency)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(all)
+}
+
+async fn register_loop(
+    uri: hyper::Uri,
+    tokens: Arc<[String]>,
+    next: Arc<AtomicUsize>,
+) -> Result<Answers, String> {
+    let mut conn = Connection::open(&uri).await?;
+    let mut answers = Answers {
+        created: 0,
+        full: 0,
+        other: BTreeMap::new(),
+        latency: new_histogram()?,
+    };
+    while let Some(token) = tokens.get(next.fetch_add(1, Ordering::Relaxed)) {
+        let request = Request::post(conn.path.as_str())
+            .header("host", conn.authority.as_str())
+            .header("authorization", token.as_str())
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let sent = Instant::now();
+        let answer = match conn.sender.send_request(request).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.into_body().collect().await.map(|b| b.to_bytes());
+                match body {
+                    Ok(body) => Some((status, body)),
+                    Err(_) => None,
+                }
+            }
+            Err(_) => None,
+        };
+        let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+        answers.latency.saturating_record(micros.max(1));
+        match answer {
+            Some((201, _)) => answers.created += 1,
+            Some((409, body)) if contains(&body, FULL_PROBLEM) => answers.full += 1,
+            Some((status, _)) => *answers.other.entry(status).or_default() += 1,
+            None => {
+                *answers.other.entry(0).or_default() += 1;
+                if conn.sender.ready().await.is_err() {
+                    conn.driver.abort();
+                    conn = Connection::open(&uri).await?;
+                }
+            }
+        }
+    }
+    conn.driver.abort();
+    Ok(answers)
+}
+
+fn contains(body: &[u8], needle: &str) -> bool {
+    body.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The competition's counts after a phase.
+struct Check {
+    capacity: u64,
+    seats_taken: u64,
+    rows: u64,
+    /// Confirmation mails and reminders enqueued for its registrations.
+    jobs: u64,
+}
+
+impl Check {
+    fn query(db: &str, competition: &str) -> Result<Self, String> {
+        let text = pg::psql(
+            db,
+            &format!(
+                "SELECT c.capacity, c.seats_taken, \
+                 (SELECT count(*) FROM registrations r WHERE r.competition_id = c.id), \
+                 (SELECT count(*) FROM jobs j WHERE j.kind IN ('mail.send', 'competitions.reminder') \
+                  AND j.created_at >= c.created_at) \
+                 FROM competitions c WHERE c.id = '{competition}'"
+            ),
+        )?;
+        let values: Vec<u64> = text
+            .trim()
+            .split('|')
+            .map(|v| v.parse().map_err(|e| format!("cannot read {text:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+        match values[..] {
+            [capacity, seats_taken, rows, jobs] => Ok(Self {
+                capacity,
+                seats_taken,
+                rows,
+                jobs,
+            }),
+            _ => Err(format!("unexpected check output {text:?}")),
+        }
+    }
+}
+
+/// CPU time of the server process and of the whole machine, in seconds.
+#[derive(Clone, Copy)]
+struct Cpu {
+    server: f64,
+    machine_busy: f64,
+}
+
+/// CPU use over a phase, in cores (1.0 = one core busy all the time).
+#[derive(Clone, Copy)]
+struct CpuUse {
+    server: f64,
+    machine: f64,
+}
+
+impl Cpu {
+    /// Reads `/proc` (zeros where unreadable).
+    fn sample(pid: u32, ticks: f64) -> Self {
+        let server = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                // Fields after the `(comm)`: state is the 1st, utime the 12th, stime the 13th.
+                let rest = s.rsplit_once(')')?.1;
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let utime: f64 = fields.get(11)?.parse().ok()?;
+                let stime: f64 = fields.get(12)?.parse().ok()?;
+                Some((utime + stime) / ticks)
+            })
+            .unwrap_or(0.0);
+        let machine_busy = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().next()?;
+                let v: Vec<f64> = line
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|f| f.parse().ok())
+                    .collect();
+                let total: f64 = v.iter().take(8).sum();
+                let idle = v.get(3)? + v.get(4)?;
+                Some((total - idle) / ticks)
+            })
+            .unwrap_or(0.0);
+        Self {
+            server,
+            machine_busy,
+        }
+    }
+
+    fn since(&self, before: &Cpu, elapsed: Duration) -> CpuUse {
+        let secs = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
+        CpuUse {
+            server: (self.server - before.server) / secs,
+            machine: (self.machine_busy - before.machine_busy) / secs,
+        }
+    }
+}
+
+/// Clock ticks per second of `/proc` times (`getconf CLK_TCK`, else 100).
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// One phase's figures.
+struct Phase {
+    requests: usize,
+    capacity: usize,
+    answers: Answers,
+    elapsed: Duration,
+    check: Check,
+    /// Committed transactions in the keel database during the phase (approximate).
+    commits: u64,
+    /// Transaction ids taken meanwhile: writing transactions (exact).
+    xids: u64,
+    cpu: CpuUse,
+}
+
+impl Phase {
+    /// Registrations (201) per second.
+    fn rate(&self) -> f64 {
+        self.answers.created as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    /// Answers of any kind per second.
+    fn answer_rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    /// Exactly `min(requests, capacity)` seats taken, one row and one 201 per seat, every other
+    /// request refused as full, and two jobs per registration.
+    fn holds(&self) -> bool {
+        let c = &self.check;
+        let seats = self.requests.min(self.capacity) as u64;
+        c.seats_taken <= c.capacity
+            && c.seats_taken == seats
+            && c.rows == c.seats_taken
+            && self.answers.created == c.rows
+            && self.answers.full == self.requests as u64 - seats
+            && self.answers.other.is_empty()
+            && c.jobs == 2 * c.rows
+    }
+
+    fn verdict(&self) -> String {
+        let c = &self.check;
+        let other = if self.answers.other.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = self
+                .answers
+                .other
+                .iter()
+                .map(|(status, n)| format!("{n}× {status}"))
+                .collect();
+            format!(", other answers {}", list.join(", "))
+        };
+        format!(
+            "{} — capacity {}, seats_taken {}, rows {}, 201 × {}, 409 {FULL_PROBLEM} × {}, jobs {}{other}",
+            if self.holds() { "ok" } else { "FAILED" },
+            c.capacity,
+            c.seats_taken,
+            c.rows,
+            self.answers.created,
+            self.answers.full,
+            c.jobs,
+        )
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{:.0} registrations/s ({} requests in {:.2} s), p50 {} p99 {}; {:.2} commits and \
+             {:.2} writing transactions per request; server CPU {:.2} cores, machine {:.2}; {}",
+            self.rate(),
+            self.requests,
+            self.elapsed.as_secs_f64(),
+            ms(self.answers.latency.value_at_quantile(0.5)),
+            ms(self.answers.latency.value_at_quantile(0.99)),
+            self.commits as f64 / self.requests.max(1) as f64,
+            self.xids as f64 / self.requests.max(1) as f64,
+            self.cpu.server,
+            self.cpu.machine,
+            self.verdict(),
+        )
+    }
+}
+
+/// Everything the section reports.
+struct Summary {
+    seconds: u64,
+    rounds: usize,
+    connections: usize,
+    redis: bool,
+    tps: Vec<f64>,
+    warm_up: Phase,
+    hot: Vec<Phase>,
+    over: Phase,
+}
+
+/// The markdown section of the bench.
+fn section(s: &Summary) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let tps = median(&s.tps);
+    let rates: Vec<f64> = s.hot.iter().map(Phase::rate).collect();
+    let rate = median(&rates);
+    // The round with the median rate gives the latencies.
+    let typical = s
+        .hot
+        .iter()
+        .min_by(|a, b| (a.rate() - rate).abs().total_cmp(&(b.rate() - rate).abs()));
+    let (p50, p99) = typical.map_or(("–".to_owned(), "–".to_owned()), |p| {
+        (
+            ms(p.answers.latency.value_at_quantile(0.5)),
+            ms(p.answers.latency.value_at_quantile(0.99)),
+        )
+    });
+    let over = &s.over;
+    let ratio = |r: f64| r / tps.max(f64::MIN_POSITIVE);
+    let verdict = if rate >= GOAL { "met" } else { "not met" };
+    let oversell = if s.hot.iter().all(Phase::holds) && over.holds() && s.warm_up.holds() {
+        "none"
+    } else {
+        "**CHECK FAILED**"
+    };
+    let limiter = if s.redis {
+        "Redis (`REDIS_URL` set, as in production)"
+    } else {
+        "in-process (`REDIS_URL` not set)"
+    };
+    let mut out = format!(
+        "## registrations\n\n`cargo xtask bench registrations` on {cores} cores, Postgres on 127.0.0.1 \
+         (scratch databases created and dropped by the bench), {rounds} rounds, medians of the rounds. \
+         Baseline: `pgbench -N -c {conns} -j 2 -T {secs}` (simple-update, scale 1). keel: the release \
+         `keel` binary (`keel serve`, default HTTP and job workers, so the confirmation mail and the \
+         reminder are enqueued in each registration's transaction and mails are sent meanwhile), rate \
+         limiter on {limiter} with the default class raised; {conns} keep-alive connections, closed loop, \
+         each request a distinct user (inserted with SQL, pre-signed access token) on one competition \
+         with capacity = requests (sized to about {hot_secs} s at the previous rate; a first phase of \
+         {MIN_REQUESTS} warms up and sizes round 1), timed from the first request to the last answer. \
+         Then one over-subscribed phase: as many requests for half as many seats.\n\n\
+         | what | per second | ratio | p50 | p99 |\n|---|---:|---:|---:|---:|\n\
+         | `pgbench -N` simple-update, {conns} clients (baseline) | {tps:.0} tx | 1.00× | – | – |\n\
+         | `POST /competitions/{{id}}/registrations`, one hot competition | {rate:.0} registrations | {r:.2}× | {p50} | {p99} |\n\
+         | over-subscribed: {req} requests for {cap} seats | {orate:.0} answers | {ro:.2}× | {op50} | {op99} |\n\n\
+         Goal: ≥ {GOAL:.0} registrations/s: **{verdict}** ({rate:.0}/s). Oversell: {oversell}.\n\n",
+        rounds = s.rounds,
+        conns = s.connections,
+        secs = s.seconds,
+        hot_secs = 2 * s.seconds,
+        r = ratio(rate),
+        req = over.requests,
+        cap = over.capacity,
+        orate = over.answer_rate(),
+        ro = ratio(over.answer_rate()),
+        op50 = ms(over.answers.latency.value_at_quantile(0.5)),
+        op99 = ms(over.answers.latency.value_at_quantile(0.99)),
+    );
+    for (i, (phase, tps)) in s.hot.iter().zip(&s.tps).enumerate() {
+        let _ = writeln!(
+            out,
+            "- Round {}: pgbench {tps:.0} tx/s; {:.0} registrations/s ({:.2}×, {} in {:.2} s), \
+             {:.2} commits ({:.2} writing) per registration, keel CPU {:.2} cores, machine {:.2} cores busy; check {}.",
+            i + 1,
+            phase.rate(),
+            phase.rate() / tps.max(f64::MIN_POSITIVE),
+            phase.requests,
+            phase.elapsed.as_secs_f64(),
+            phase.commits as f64 / phase.requests.max(1) as f64,
+            phase.xids as f64 / phase.requests.max(1) as f64,
+            phase.cpu.server,
+            phase.cpu.machine,
+            phase.verdict(),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "- Warm-up: {:.0} registrations/s; check {}.",
+        s.warm_up.rate(),
+        s.warm_up.verdict(),
+    );
+    let _ = writeln!(
+        out,
+        "- Over-subscribed: {:.0} registrations/s, {:.0} answers/s, {:.2} commits ({:.2} writing) per request, keel CPU \
+         {:.2} cores, machine {:.2}; check {}.",
+        over.rate(),
+        over.answer_rate(),
+        over.commits as f64 / over.requests.max(1) as f64,
+        over.xids as f64 / over.requests.max(1) as f64,
+        over.cpu.server,
+        over.cpu.machine,
+        over.verdict(),
+    );
+    out
+}
