@@ -118,11 +118,17 @@ impl IdempotencyCache for MemoryIdempotencyCache {
         scope: &Scope,
         key: &IdempotencyKey,
     ) -> Result<Option<CachedState>, StoreError> {
-        let entries = self.lock();
-        Ok(entries
-            .map
-            .get(&(scope.clone(), key.clone()))
-            .map(|(state, _)| state.clone()))
+        let mut entries = self.lock();
+        let entry_key = (scope.clone(), key.clone());
+        let found = entries.map.get(&entry_key).map(|(state, _)| state.clone());
+        // Like a Redis TTL: an expired copy is dropped, so a layer behind it is asked instead.
+        if let Some(CachedState::Completed { expires_at, .. }) = &found
+            && *expires_at <= Utc::now()
+        {
+            entries.remove(&entry_key);
+            return Ok(None);
+        }
+        Ok(found)
     }
 
     async fn try_lease(
@@ -196,7 +202,13 @@ mod tests {
         let (scope, k) = key(n);
         let fp = RequestFingerprint::compute("POST", "/x", "u", b"{}");
         cache
-            .put_completed(&scope, &k, &fp, &response(bytes), Utc::now())
+            .put_completed(
+                &scope,
+                &k,
+                &fp,
+                &response(bytes),
+                Utc::now() + chrono::Duration::hours(1),
+            )
             .await
             .expect("memory");
     }
@@ -224,6 +236,20 @@ mod tests {
         assert_eq!(cache.len(), 1);
         put(&cache, 10, 5_000).await; // larger than the whole cache: not kept
         assert!(!has(&cache, 10).await && has(&cache, 9).await);
+    }
+
+    #[tokio::test]
+    async fn an_expired_response_is_never_returned() {
+        let cache = MemoryIdempotencyCache::new(CacheBounds::default());
+        let (scope, k) = key(1);
+        let fp = RequestFingerprint::compute("POST", "/x", "u", b"{}");
+        let past = Utc::now() - chrono::Duration::seconds(1);
+        cache
+            .put_completed(&scope, &k, &fp, &response(3), past)
+            .await
+            .expect("memory");
+        assert_eq!(cache.get(&scope, &k).await.expect("memory"), None);
+        assert!(cache.is_empty(), "dropped on sight");
     }
 
     #[tokio::test]

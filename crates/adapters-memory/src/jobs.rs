@@ -249,7 +249,7 @@ impl JobQueue for MemoryJobQueue {
     async fn exhaust(&self, claimed: &ClaimedJob) -> Result<(), StoreError> {
         let mut jobs = self.lock();
         let job = jobs.held(claimed)?;
-        job.max_attempts = job.attempt.max(1);
+        job.attempt = job.max_attempts;
         Ok(())
     }
 

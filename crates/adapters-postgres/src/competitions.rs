@@ -323,7 +323,10 @@ async fn release_on(
     }
     ids.sort_unstable();
     lock_competitions(conn, &ids).await?;
-    let removed: Vec<(Uuid, Uuid)> = diesel::delete(held())
+    // Only rows of the competitions locked above (in id order): a row anonymised meanwhile in
+    // another competition waits for the next sweep rather than taking its lock out of order.
+    let locked = held().filter(registrations::competition_id.eq_any(ids.clone()));
+    let removed: Vec<(Uuid, Uuid)> = diesel::delete(locked)
         .returning((registrations::id, registrations::competition_id))
         .get_results(conn)
         .await?;

@@ -5,9 +5,7 @@ use std::time::Duration;
 use deadpool::Runtime;
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
-};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 use keel_domain::StoreError;
@@ -60,10 +58,6 @@ impl PgPool {
     pub async fn connect(database_url: &str, max_size: usize) -> Result<Self, StoreError> {
         let mut config = ManagerConfig::default();
         config.custom_setup = Box::new(establish_with_limits);
-        // No `SELECT 1` before every checkout (the default): it doubled the round trips of short
-        // use cases (a job claim, a seat). A connection that died while idle fails on first use
-        // instead, with the same 503 a query would get, and is dropped from the pool.
-        config.recycling_method = RecyclingMethod::Fast;
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
             database_url,
             config,

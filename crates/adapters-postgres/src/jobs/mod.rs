@@ -323,7 +323,7 @@ impl JobQueue for PgJobQueue {
     }
 
     async fn exhaust(&self, claimed: &ClaimedJob) -> Result<(), StoreError> {
-        self.update_leased(claimed, dsl::max_attempts.eq(dsl::attempt))
+        self.update_leased(claimed, dsl::attempt.eq(dsl::max_attempts))
             .await
     }
 

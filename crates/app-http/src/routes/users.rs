@@ -170,9 +170,9 @@ pub async fn delete_user(
         state.clock.now(),
     )
     .with_request_id(request_id.as_str());
-    state.stores.audit.append(entry).await?;
+    let audited = state.stores.audit.append(entry).await;
+    // The account is gone whatever the audit log says: clean up after it first.
     // The account's mail goes with it (Postgres cascades already; the memory mailbox does not).
-    // Best effort: the account is gone either way.
     if let Err(e) = state.stores.mailbox.forget(id).await {
         tracing::error!(error = %e, user_id = %id, "mail of a deleted account not forgotten");
     }
@@ -184,6 +184,10 @@ pub async fn delete_user(
         .await
     {
         tracing::error!(error = %e, user_id = %id, "UserDeleted could not be published");
+    }
+    if let Err(e) = audited {
+        tracing::error!(error = %e, user_id = %id, "account deletion could not be audited");
+        return Err(e.into());
     }
     Ok(HttpResponse::NoContent().finish())
 }

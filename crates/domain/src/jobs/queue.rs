@@ -107,7 +107,8 @@ pub trait JobQueue: Send + Sync {
         next: AfterFailure,
     ) -> Result<(), StoreError>;
 
-    /// Spends a held job's remaining attempts (its failure was permanent) and keeps the lease:
+    /// Spends a held job's remaining attempts (`attempt` becomes `max_attempts`; its failure was
+    /// permanent; an admin retry restores the full budget) and keeps the lease:
     /// should the lease then expire before the job is recorded dead, the rescuer hands it back for
     /// its dead-letter hook instead of running it again. [`StoreError::Conflict`] if the lease
     /// was lost.

@@ -724,7 +724,8 @@ async fn a_permanent_failure_never_runs_again_even_when_its_hook_fails(
     let held = ok(queue.get(id).await).expect("kept");
     assert_eq!(
         (held.state, held.attempt, held.max_attempts),
-        (JobState::Running, 1, 1)
+        (JobState::Running, 5, 5),
+        "every remaining attempt is spent"
     );
 
     // The lease runs out; the rescuer must hand the job back for its hook, not run it again.
@@ -743,5 +744,10 @@ async fn a_permanent_failure_never_runs_again_even_when_its_hook_fails(
         2,
         "the hook ran again and succeeded"
     );
+    // An admin retry restores the whole budget.
+    let JobChange::Changed(retried) = ok(queue.retry(id, now + secs(40)).await) else {
+        panic!("a dead job can be retried");
+    };
+    assert_eq!((retried.attempt, retried.max_attempts), (0, 5));
     ok(queue.delete(id).await);
 }
