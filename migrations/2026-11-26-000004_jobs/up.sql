@@ -48,6 +48,43 @@ CREATE INDEX jobs_completed_finished_at ON jobs (finished_at) WHERE state = 'com
 -- Admin listing, newest first, keyset-paged by (created_at, id).
 CREATE INDEX jobs_listing ON jobs (created_at DESC, id DESC);
 
+-- Claims up to p_limit due jobs of p_kinds for p_worker: the highest priority and oldest run_at
+-- first, skipping rows other workers hold, each with a fresh lease id. plpgsql keeps the
+-- statement's plan across calls, which matters for a statement run for every job.
+CREATE FUNCTION keel_claim_jobs(
+    p_worker text, p_locked_until timestamptz, p_now timestamptz, p_kinds text[], p_limit bigint
+) RETURNS SETOF jobs LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE jobs SET state = 'running', attempt = attempt + 1, locked_by = p_worker,
+        locked_until = p_locked_until, lease_id = gen_random_uuid(), started_at = p_now
+    WHERE id IN (
+        SELECT j.id FROM jobs j
+        WHERE j.state = 'available' AND j.run_at <= p_now AND j.kind = ANY(p_kinds)
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED)
+    RETURNING *;
+END;
+$$;
+
+-- Completes the job p_id if p_lease still holds it (else raises 'keel: lease lost'), then claims
+-- like keel_claim_jobs: a busy worker's whole turn in one round trip.
+CREATE FUNCTION keel_complete_and_claim(
+    p_id uuid, p_lease uuid, p_finished timestamptz,
+    p_worker text, p_locked_until timestamptz, p_now timestamptz, p_kinds text[], p_limit bigint
+) RETURNS SETOF jobs LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE jobs SET state = 'completed', finished_at = p_finished,
+        locked_by = NULL, locked_until = NULL, lease_id = NULL
+    WHERE id = p_id AND state = 'running' AND lease_id = p_lease;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'keel: lease lost' USING ERRCODE = 'P0001';
+    END IF;
+    RETURN QUERY SELECT * FROM keel_claim_jobs(p_worker, p_locked_until, p_now, p_kinds, p_limit);
+END;
+$$;
+
 -- Wake idle workers on every node when work is due. NOTIFY is delivered on commit only (a job
 -- enqueued in a rolled-back transaction wakes nobody) and identical notifications of one
 -- transaction are collapsed into one, so a bulk enqueue sends a single wake-up. A job scheduled

@@ -99,6 +99,22 @@ pub trait JobQueue: Send + Sync {
     /// Records success; [`StoreError::Conflict`] if the lease was lost.
     async fn complete(&self, claimed: &ClaimedJob, now: DateTime<Utc>) -> Result<(), StoreError>;
 
+    /// Records success of `claimed` and claims the next due job for `next`, in one round trip
+    /// where the adapter can (a busy worker's loop). The default completes, then claims; a
+    /// failed claim only means no next job here (the worker's own claim will meet the error).
+    async fn complete_and_claim(
+        &self,
+        claimed: &ClaimedJob,
+        now: DateTime<Utc>,
+        next: &ClaimRequest,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        self.complete(claimed, now).await?;
+        Ok(self
+            .claim(next)
+            .await
+            .map_or(None, |claimed| claimed.into_iter().next()))
+    }
+
     /// Records a failed attempt and what follows; [`StoreError::Conflict`] if the lease was lost.
     async fn fail(
         &self,

@@ -177,10 +177,26 @@ impl Worker {
     /// interval. A job still running at shutdown gets the grace period, then is released.
     pub async fn run(self, shutdown: Shutdown) {
         let rt = &self.runtime;
+        // The next job, claimed in the same round trip that completed the previous one.
+        let mut carried: Option<ClaimedJob> = None;
         while !shutdown.is_requested() {
             let seen = rt.queue.work_generation();
-            let idle = match self.run_next(&shutdown).await {
-                Ok(Some(_)) => false,
+            let claimed = match carried.take() {
+                Some(next) => Ok(Some(next)),
+                None => rt
+                    .queue
+                    .claim(&rt.claim_request(&self.name, 1))
+                    .await
+                    .map(|c| c.into_iter().next()),
+            };
+            let idle = match claimed {
+                Ok(Some(claimed)) => {
+                    match self.process(&claimed, &shutdown, true).await {
+                        Ok((_, next)) => carried = next,
+                        Err(e) => rt.observer.store_failed("recording a job's outcome", &e),
+                    }
+                    false
+                }
                 Ok(None) => true,
                 Err(e) => {
                     rt.observer.store_failed("claiming a job", &e);
@@ -199,6 +215,11 @@ impl Worker {
                 }
             }
         }
+        if let Some(unstarted) = carried
+            && let Err(e) = rt.queue.release(&unstarted).await
+        {
+            rt.observer.store_failed("releasing a job at shutdown", &e);
+        }
     }
 
     async fn run_next(&self, shutdown: &Shutdown) -> Result<Option<AttemptOutcome>, StoreError> {
@@ -207,14 +228,16 @@ impl Worker {
         let Some(claimed) = rt.queue.claim(&request).await?.into_iter().next() else {
             return Ok(None);
         };
-        Ok(Some(self.process(&claimed, shutdown).await?))
+        Ok(Some(self.process(&claimed, shutdown, false).await?.0))
     }
 
+    /// Runs `claimed` to an outcome; with `chain`, a success also claims the next job (returned).
     async fn process(
         &self,
         claimed: &ClaimedJob,
         shutdown: &Shutdown,
-    ) -> Result<AttemptOutcome, StoreError> {
+        chain: bool,
+    ) -> Result<(AttemptOutcome, Option<ClaimedJob>), StoreError> {
         let rt = &self.runtime;
         let job = &claimed.job;
         let started = rt.clock.now();
@@ -226,12 +249,23 @@ impl Worker {
             let failure = JobFailure::permanent(format!("no handler for kind {}", job.kind));
             let outcome = rt.record_failure(claimed, failure).await?;
             rt.observer.finished(&job.kind, outcome, ran(), None);
-            return Ok(outcome);
+            return Ok((outcome, None));
         };
+        let mut next = None;
         let ctx = JobRuntime::context(claimed);
         let timeout = kind.settings().timeout;
         let run = kind.run(&ctx, &job.payload);
         let recorded = match self.supervise(claimed, run, timeout, shutdown).await {
+            Supervised::Finished(Ok(())) if chain && !shutdown.is_requested() => {
+                let request = rt.claim_request(&self.name, 1);
+                rt.queue
+                    .complete_and_claim(claimed, rt.clock.now(), &request)
+                    .await
+                    .map(|claimed_next| {
+                        next = claimed_next;
+                        (AttemptOutcome::Completed, None)
+                    })
+            }
             Supervised::Finished(Ok(())) => rt
                 .queue
                 .complete(claimed, rt.clock.now())
@@ -265,7 +299,7 @@ impl Worker {
         };
         rt.observer
             .finished(&job.kind, outcome, ran(), error.as_deref());
-        Ok(outcome)
+        Ok((outcome, next))
     }
 
     /// Drives `run` while renewing the lease, until it finishes, times out, loses its lease or

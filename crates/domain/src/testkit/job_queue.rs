@@ -32,6 +32,7 @@ pub async fn run_all(queue: Arc<dyn JobQueue>, timer: Arc<dyn Timer>) {
     expired_lease_is_rescued_and_the_old_holder_loses(q).await;
     exhausted_expired_job_is_handed_to_the_rescuer(q).await;
     release_gives_the_job_back_uncounted(q).await;
+    completing_can_claim_the_next_job_in_the_same_step(q).await;
     admin_changes_respect_state(q).await;
     listing_pages_and_counts(q).await;
     purge_removes_only_old_completed_jobs(q).await;
@@ -750,4 +751,43 @@ async fn a_permanent_failure_never_runs_again_even_when_its_hook_fails(
     };
     assert_eq!((retried.attempt, retried.max_attempts), (0, 5));
     ok(queue.delete(id).await);
+}
+
+async fn completing_can_claim_the_next_job_in_the_same_step(q: &dyn JobQueue) {
+    let (k, now) = (kind(), whole_second_now());
+    let first = enqueue(q, job(&k, now - secs(1)), now).await;
+    let second = enqueue(q, job(&k, now), now).await;
+    let claimed = claim_one(q, &k, now).await;
+    assert_eq!(claimed.job.id, first);
+    let next_request = ClaimRequest {
+        limit: 1,
+        ..request(&[&k], now)
+    };
+    let forged = ClaimedJob {
+        lease: Uuid::new_v4(),
+        ..claimed.clone()
+    };
+    assert!(matches!(
+        q.complete_and_claim(&forged, now, &next_request).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        ok(q.get(second).await).expect("kept").state,
+        JobState::Available,
+        "a lost lease claims nothing"
+    );
+    let next = ok(q.complete_and_claim(&claimed, now, &next_request).await).expect("a next job");
+    assert_eq!((next.job.id, next.job.attempt), (second, 1));
+    assert_eq!(
+        ok(q.get(first).await).expect("kept").state,
+        JobState::Completed
+    );
+    assert_eq!(
+        ok(q.complete_and_claim(&next, now, &next_request).await),
+        None
+    );
+    assert_eq!(
+        ok(q.get(second).await).expect("kept").state,
+        JobState::Completed
+    );
 }
