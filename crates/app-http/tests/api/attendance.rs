@@ -119,6 +119,22 @@ async fn participant(app: &TestApp, stores: &Stores, token: &str, event: &str) -
     (id, user_token)
 }
 
+/// `POST /events/{event}/scans` of `participant` by `token`.
+async fn scan(app: &TestApp, token: &str, event: &str, participant: &str) -> reqwest::Response {
+    post(
+        app,
+        token,
+        &format!("/api/v1/events/{event}/scans"),
+        json!({"participant_id": participant}),
+    )
+    .await
+}
+
+/// A scan that must be recorded for the first time (201).
+async fn scan_recorded(app: &TestApp, token: &str, event: &str, participant: &str) {
+    json_of(scan(app, token, event, participant).await, 201).await;
+}
+
 async fn count_rows(app: &TestApp, table: &str) -> Option<i64> {
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
@@ -196,13 +212,7 @@ async fn scans_outside_the_window_or_of_strangers_are_refused() {
     let running = event(&app, &organizer, "Now", -60, 3600).await;
     for event in [&later, &past] {
         let (p, _) = participant(&app, &stores, &organizer, event).await;
-        let response = post(
-            &app,
-            &organizer,
-            &format!("/api/v1/events/{event}/scans"),
-            json!({"participant_id": p}),
-        )
-        .await;
+        let response = scan(&app, &organizer, event, &p).await;
         assert_problem(response, 422, "scan-outside-window").await;
     }
     let (stranger, _) = mint_user(&stores, "participant").await;
@@ -430,17 +440,7 @@ async fn manual_automatic_and_repeated_certificates_race_to_one() {
     let event = event(&app, &organizer, title, -60, 3600).await;
     let (p, p_token) = participant(&app, &stores, &organizer, &event).await;
     let (absent, _) = participant(&app, &stores, &organizer, &event).await;
-    json_of(
-        post(
-            &app,
-            &organizer,
-            &format!("/api/v1/events/{event}/scans"),
-            json!({"participant_id": p}),
-        )
-        .await,
-        201,
-    )
-    .await;
+    scan_recorded(&app, &organizer, &event, &p).await;
     // Not attended: no certificate.
     let response = post(
         &app,
@@ -561,17 +561,7 @@ async fn closing_an_event_issues_every_attendees_certificate() {
     let mut attendees = Vec::new();
     for _ in 0..3 {
         let (p, token) = participant(&app, &stores, &organizer, &event).await;
-        json_of(
-            post(
-                &app,
-                &organizer,
-                &format!("/api/v1/events/{event}/scans"),
-                json!({"participant_id": p}),
-            )
-            .await,
-            201,
-        )
-        .await;
+        scan_recorded(&app, &organizer, &event, &p).await;
         attendees.push((p, token));
     }
     let closed = json_of(
@@ -637,17 +627,7 @@ async fn deleting_a_user_removes_their_records_and_keeps_the_event() {
     let (_, admin) = mint_user(&stores, "admin").await;
     let event = event(&app, &organizer, "Forgetful", -60, 3600).await;
     let (p, _) = participant(&app, &stores, &organizer, &event).await;
-    json_of(
-        post(
-            &app,
-            &organizer,
-            &format!("/api/v1/events/{event}/scans"),
-            json!({"participant_id": p}),
-        )
-        .await,
-        201,
-    )
-    .await;
+    scan_recorded(&app, &organizer, &event, &p).await;
     let certificate = json_of(
         post(
             &app,

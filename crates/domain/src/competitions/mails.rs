@@ -13,8 +13,8 @@ use super::store::CompetitionStore;
 use super::values::{Competition, CompetitionId, RegistrationId};
 use crate::Clock;
 use crate::identity::user::UserId;
-use crate::jobs::{Backoff, JobContext, JobFailure, JobHandler, JobKind, KindSettings};
-use crate::mail::{Mail, MailSender};
+use crate::jobs::{JobContext, JobFailure, JobHandler, JobKind, KindSettings};
+use crate::mail::{Mail, MailSender, SendMail};
 
 /// How long before the start the reminder is sent.
 pub fn reminder_lead() -> Duration {
@@ -97,12 +97,9 @@ impl SendReminder {
 impl JobKind for SendReminder {
     const KIND: &'static str = "competitions.reminder";
 
+    /// A reminder is a mail: it retries like `mail.send`.
     fn settings() -> KindSettings {
-        KindSettings {
-            max_attempts: 4,
-            backoff: Backoff::seconds(&[2, 4, 8]),
-            ..KindSettings::default()
-        }
+        SendMail::settings()
     }
 
     fn unique_key(&self) -> Option<String> {

@@ -1,20 +1,19 @@
 //! Contract suite of [`AttendanceStore`]: natural keys hold under races, closing enqueues one
 //! job per attendee atomically.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 
-use super::support::{ok, whole_second_now};
+use super::support::{ok, stored_user, whole_second_now};
 use crate::attendance::{
     Attendance, AttendanceStore, Certificate, CertificateId, Event, EventId, IssueCertificate,
     Recorded, ScanOutcome, VerificationCode,
 };
 use crate::identity::store::UserStore;
-use crate::identity::user::{NewUser, UserId};
-use crate::identity::values::{DisplayName, Email, Role};
+use crate::identity::user::UserId;
+use crate::identity::values::Role;
 use crate::jobs::{JobFilter, JobKind, JobQueue};
 
 /// Runs every check of the suite.
@@ -46,22 +45,7 @@ fn recorded(outcome: Result<ScanOutcome, crate::StoreError>) -> Recorded<Attenda
 
 /// A stored user with `role`.
 pub async fn user(users: &dyn UserStore, role: Role) -> UserId {
-    let id = UserId::new_random();
-    let new = NewUser {
-        id,
-        email: Email::parse(&format!("{}@attendance.test", id.as_uuid().simple()))
-            .unwrap_or_else(|e| panic!("{e}")),
-        display_name: DisplayName::parse("Attendee").unwrap_or_else(|e| panic!("{e}")),
-        role,
-        password_hash: "not-a-hash".into(),
-        pii: BTreeMap::new(),
-        created_at: whole_second_now(),
-    };
-    users
-        .create(&new)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create a user: {e}"));
-    id
+    stored_user(users, role).await
 }
 
 async fn event(store: &dyn AttendanceStore, users: &dyn UserStore) -> Event {

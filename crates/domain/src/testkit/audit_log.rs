@@ -8,7 +8,6 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::StoreError;
 use crate::audit::{
     Actor, AuditCursor, AuditEntry, AuditLimit, AuditLog, AuditPage, AuditQuery, ChainReport,
     RecordedEntry, canonical, chain,
@@ -27,14 +26,7 @@ pub async fn run_all(log: &dyn AuditLog) {
     concurrent_appends_form_one_unbroken_chain(log).await;
 }
 
-fn ok<T>(result: Result<T, StoreError>) -> T {
-    result.unwrap_or_else(|e| panic!("audit log failed: {e}"))
-}
-
-/// A whole second, so every store keeps it exactly.
-fn now() -> DateTime<Utc> {
-    DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_default()
-}
+use super::support::{ok, whole_second_now as now};
 
 fn token() -> String {
     Uuid::new_v4().simple().to_string()

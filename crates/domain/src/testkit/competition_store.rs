@@ -3,21 +3,19 @@
 //!
 //! Every case creates its own competitions and users, so the suite may share stores with others.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 use uuid::Uuid;
 
-use super::support::{ok, whole_second_now};
+use super::support::{ok, stored_user, whole_second_now};
 use crate::competitions::service::registration_jobs;
 use crate::competitions::{
     Competition, CompetitionId, CompetitionStore, NewRegistration, RegisterOutcome, RegistrationId,
     SendReminder, WithdrawOutcome,
 };
 use crate::identity::store::UserStore;
-use crate::identity::user::{NewUser, UserId};
-use crate::identity::values::{DisplayName, Email, Role};
+use crate::identity::user::UserId;
+use crate::identity::values::Role;
 use crate::jobs::{JobFilter, JobKind, JobQueue};
 
 /// Registrants racing in the concurrency case.
@@ -47,24 +45,9 @@ pub async fn run_all(f: &Fixture<'_>) {
     racing_duplicates_have_one_winner(f).await;
 }
 
-/// A new user in `users`.
+/// A new participant in `users`.
 pub async fn user(users: &dyn UserStore) -> UserId {
-    let id = UserId(Uuid::new_v4());
-    let new = NewUser {
-        id,
-        email: Email::parse(&format!("{}@competitions.test", id.0.simple()))
-            .unwrap_or_else(|e| panic!("{e}")),
-        display_name: DisplayName::parse("Racer").unwrap_or_else(|e| panic!("{e}")),
-        role: Role::Participant,
-        password_hash: "not-a-hash".into(),
-        pii: BTreeMap::new(),
-        created_at: whole_second_now(),
-    };
-    users
-        .create(&new)
-        .await
-        .unwrap_or_else(|e| panic!("user: {e:?}"));
-    id
+    stored_user(users, Role::Participant).await
 }
 
 /// A stored competition with `capacity` seats, deadline in an hour, start in `starts_in`.

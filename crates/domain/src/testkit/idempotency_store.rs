@@ -44,7 +44,7 @@ impl Case {
                 lease: Duration::seconds(30),
             },
             // Postgres stores microseconds: keep "now" on a whole second so comparisons are exact.
-            now: DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_default(),
+            now: super::support::whole_second_now(),
         }
     }
 
@@ -79,9 +79,7 @@ fn response() -> StoredResponse {
     }
 }
 
-fn ok<T>(result: Result<T, StoreError>) -> T {
-    result.unwrap_or_else(|e| panic!("store failed: {e}"))
-}
+use super::support::ok;
 
 fn claimed(outcome: ClaimOutcome) -> Claim {
     match outcome {

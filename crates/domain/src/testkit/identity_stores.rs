@@ -45,14 +45,7 @@ pub async fn run_refresh_store(store: &dyn RefreshTokenStore, users: &dyn UserSt
     deleting_a_user_removes_its_tokens(store, users).await;
 }
 
-/// A whole second: Postgres stores microseconds, so equality after a round trip is exact.
-fn now() -> DateTime<Utc> {
-    DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_default()
-}
-
-fn ok<T>(result: Result<T, StoreError>) -> T {
-    result.unwrap_or_else(|e| panic!("store failed: {e}"))
-}
+use super::support::{ok, whole_second_now as now};
 
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];

@@ -4,6 +4,9 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
+use crate::identity::store::UserStore;
+use crate::identity::user::{NewUser, UserId};
+use crate::identity::values::{DisplayName, Email, Role};
 use crate::{Clock, StoreError};
 
 /// The value of a store call, or a panic naming the failure.
@@ -36,4 +39,24 @@ impl Clock for SetClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A stored account with `role` and no personal data (its password hash is a placeholder).
+pub async fn stored_user(users: &dyn UserStore, role: Role) -> UserId {
+    let id = UserId::new_random();
+    let new = NewUser {
+        id,
+        email: Email::parse(&format!("{}@testkit.test", id.as_uuid().simple()))
+            .unwrap_or_else(|e| panic!("{e}")),
+        display_name: DisplayName::parse("Tester").unwrap_or_else(|e| panic!("{e}")),
+        role,
+        password_hash: "not-a-hash".into(),
+        pii: Default::default(),
+        created_at: whole_second_now(),
+    };
+    users
+        .create(&new)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create a user: {e}"));
+    id
 }
