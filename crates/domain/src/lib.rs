@@ -19,6 +19,7 @@ pub mod mail;
 pub mod pii;
 pub mod ratelimit;
 pub mod store_error;
+pub mod wallet;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

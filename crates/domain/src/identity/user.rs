@@ -10,8 +10,11 @@ use uuid::Uuid;
 use super::values::{DisplayName, Email, Role};
 use crate::pii::{PiiField, Sealed};
 
-/// Identifies a user account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Identifies a user account (serialized as its bare UUID).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct UserId(pub Uuid);
 
 impl UserId {
