@@ -19,6 +19,7 @@ pub mod mail;
 pub mod pii;
 pub mod ratelimit;
 pub mod store_error;
+pub mod webhooks;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
