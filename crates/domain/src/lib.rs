@@ -19,7 +19,9 @@ pub mod mail;
 pub mod pii;
 pub mod ratelimit;
 pub mod store_error;
+pub mod store_error;
 pub mod wallet;
+pub mod webhooks;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
