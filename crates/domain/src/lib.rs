@@ -19,7 +19,6 @@ pub mod mail;
 pub mod pii;
 pub mod ratelimit;
 pub mod store_error;
-pub mod store_error;
 pub mod wallet;
 pub mod webhooks;
 
