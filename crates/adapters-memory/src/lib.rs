@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod mail;
 pub mod ratelimit;
 pub mod timer;
+pub mod wallet;
 
 pub use audit::MemoryAuditLog;
 pub use clock::ManualClock;
@@ -29,3 +30,4 @@ pub use identity::{MemoryRefreshTokenStore, MemoryUserStore};
 pub use jobs::{MemoryJobQueue, MemoryOutbox};
 pub use mail::MemoryMailbox;
 pub use timer::TokioTimer;
+pub use wallet::MemoryLedgerStore;

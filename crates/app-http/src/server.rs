@@ -92,6 +92,10 @@ impl Application {
                 source,
             })?;
         let port = listener.local_addr()?.port();
+        // The address actually bound (port 0 becomes the real port): the built-in payment
+        // simulator sends its webhooks here.
+        let mut settings = settings;
+        settings.server.bind.set_port(port);
         // The recorder first: the rate limiter registers its counters when built.
         metrics::handle();
         let state = web::Data::new(AppState::new(settings.clone(), stores.clone())?);

@@ -33,6 +33,7 @@ use keel_domain::{Clock, StoreError, SystemClock};
 use crate::config::Settings;
 use crate::http::rate_limit::RateLimits;
 use crate::products::Products;
+use crate::products::wallet::Payments;
 
 /// Which system of record this process uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +236,9 @@ pub enum IdentitySetupError {
     /// The password hasher could not start.
     #[error("password hashing: {0}")]
     Password(#[from] PasswordError),
+    /// The payment provider or the wallet's settings are unusable.
+    #[error(transparent)]
+    Payments(#[from] crate::config::ConfigError),
 }
 
 type HashingJob = Box<dyn FnOnce(&PasswordHasher) + Send>;
@@ -343,6 +347,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Passwords, tokens and the PII cipher.
     pub identity: Identity,
+    /// The payment provider, webhook verifier and ledger policy.
+    pub payments: Payments,
 }
 
 impl AppState {
@@ -352,6 +358,7 @@ impl AppState {
         Ok(Self {
             limits: RateLimits::new(stores.rate_limiter.clone(), &settings, clock.clone()),
             identity: Identity::from_settings(&settings)?,
+            payments: Payments::from_settings(&settings)?,
             settings: Arc::new(settings),
             stores,
             clock,

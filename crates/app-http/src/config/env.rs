@@ -144,6 +144,30 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
     if let Some(v) = set("KEEL_REVIO_SIM_DELAY_MS") {
         s.revio.sim_delay_ms = parse("KEEL_REVIO_SIM_DELAY_MS", &v, "a number of milliseconds")?;
     }
+    if let Some(v) = set("KEEL_WALLET_DEFAULT_CURRENCY") {
+        s.wallet.default_currency = v.trim().to_owned();
+    }
+    if let Some(v) = set("KEEL_WALLET_APPROVAL_THRESHOLD_MINOR") {
+        s.wallet.approval_threshold_minor = parse(
+            "KEEL_WALLET_APPROVAL_THRESHOLD_MINOR",
+            &v,
+            "an amount in minor units",
+        )?;
+    }
+    for (key, field) in [
+        (
+            "KEEL_WALLET_RECONCILE_AFTER_SECS",
+            &mut s.wallet.reconcile_after_secs,
+        ),
+        (
+            "KEEL_WALLET_RECONCILE_INTERVAL_SECS",
+            &mut s.wallet.reconcile_interval_secs,
+        ),
+    ] {
+        if let Some(v) = set(key) {
+            *field = parse(key, &v, "a number of seconds")?;
+        }
+    }
     if let Some(v) = set("KEEL_IDEMPOTENCY_TTL_SECS") {
         s.idempotency.ttl_secs = parse("KEEL_IDEMPOTENCY_TTL_SECS", &v, "a number of seconds")?;
     }

@@ -5,6 +5,7 @@
 
 mod env;
 mod secret;
+mod wallet;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 
 pub use env::Env;
 pub use secret::Secret;
+pub use wallet::WalletSettings;
 
 /// The defaults shipped with keel (the workspace's `config/default.toml`, compiled in).
 pub const DEFAULT_TOML: &str = include_str!("../../../../config/default.toml");
@@ -61,6 +63,8 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     /// The payment provider.
     pub revio: RevioSettings,
+    /// The wallet's ledger policy.
+    pub wallet: WalletSettings,
     /// Background job workers.
     pub jobs: JobSettings,
 }
@@ -332,6 +336,11 @@ impl Settings {
         .into_iter()
         .filter(|(_, value)| value.contains(DEV_SECRET_MARKER) || value.starts_with("dev:"))
         .map(|(name, _)| name)
+        .chain(
+            self.revio
+                .dev_public_key()
+                .then_some("KEEL_REVIO_PUBLIC_KEY"),
+        )
         .collect()
     }
 
@@ -446,6 +455,8 @@ impl Settings {
             ));
         }
         env::validate_rates(&self.rate, &self.rate_fallback)?;
+        self.wallet.policy()?;
+        self.revio.verifier()?;
         // The error names the entry at fault, never the key material.
         keel_domain::pii::KeyRing::parse(self.secrets.pii_keys.expose())
             .map_err(|e| ConfigError::new("KEEL_PII_KEYS", e))?;

@@ -18,7 +18,8 @@ fn defaults_are_the_embedded_memory_setup() {
         vec![
             "KEEL_JWT_SECRET",
             "KEEL_ACTION_TOKEN_SECRET",
-            "KEEL_PII_KEYS"
+            "KEEL_PII_KEYS",
+            "KEEL_REVIO_PUBLIC_KEY"
         ]
     );
 }

@@ -1,5 +1,6 @@
 //! Cross-cutting HTTP: problem+json errors, request ids, extractor limits, metrics.
 
+pub mod audit;
 pub mod auth;
 pub mod client_ip;
 pub mod extractors;

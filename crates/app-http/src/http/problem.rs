@@ -65,6 +65,13 @@ problem_types! {
     NOT_A_PARTICIPANT = "not-a-participant", 422, "The user is not a participant of this event";
     NOT_ATTENDED = "not-attended", 422, "The participant has no recorded attendance at this event";
     JOB_STATE_CONFLICT = "job-state-conflict", 409, "The job's state does not allow this change";
+    INSUFFICIENT_FUNDS = "insufficient-funds", 422, "The available balance is too low";
+    NOT_REVERSIBLE = "not-reversible", 422, "This transaction cannot be reversed";
+    ALREADY_REVERSED = "already-reversed", 409, "This transaction was already reversed";
+    ADJUSTMENT_ALREADY_APPLIED = "adjustment-already-applied", 409, "This adjustment was already applied";
+    SECOND_APPROVER_REQUIRED = "second-approver-required", 403, "Another admin must approve this adjustment";
+    INVALID_WEBHOOK_SIGNATURE = "invalid-webhook-signature", 401, "The webhook's signature or timestamp is invalid";
+    PROVIDER_REJECTED = "provider-rejected", 502, "The payment provider refused the request";
     IDEMPOTENCY_KEY_IN_FLIGHT = "idempotency-key-in-flight", 409, "A request with this Idempotency-Key is still in progress";
     PAYLOAD_TOO_LARGE = "payload-too-large", 413, "The request body is too large";
     UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type", 415, "Unsupported content type";

@@ -3,6 +3,7 @@
 
 pub mod attendance;
 pub mod competitions;
+pub mod wallet;
 
 use actix_web::web;
 use keel_adapters_memory::MemoryJobQueue;
@@ -19,6 +20,8 @@ pub struct Products {
     pub attendance: attendance::Attendance,
     /// Competitions: registration and seats.
     pub competitions: competitions::Competitions,
+    /// Wallet: the ledger and the provider's webhook log.
+    pub wallet: wallet::Wallet,
 }
 
 impl Products {
@@ -27,6 +30,7 @@ impl Products {
         Self {
             attendance: attendance::Attendance::memory(jobs),
             competitions: competitions::Competitions::memory(jobs),
+            wallet: wallet::Wallet::memory(jobs),
         }
     }
 
@@ -35,6 +39,7 @@ impl Products {
         Self {
             attendance: attendance::Attendance::postgres(pool),
             competitions: competitions::Competitions::postgres(pool),
+            wallet: wallet::Wallet::postgres(pool),
         }
     }
 }
@@ -43,17 +48,21 @@ impl Products {
 pub fn configure(api: &mut web::ServiceConfig) {
     attendance::configure(api);
     competitions::configure(api);
+    wallet::configure(api);
 }
 
 /// Registers every product's job kinds.
 pub fn register_jobs(registry: &mut JobRegistry, state: &AppState) {
     attendance::register_jobs(registry, state);
     competitions::register_jobs(registry, state);
+    wallet::register_jobs(registry, state);
 }
 
 /// Every product's periodic jobs.
 pub fn periodic_jobs(state: &AppState) -> Result<Vec<PeriodicJob>, ScheduleError> {
-    competitions::periodic_jobs(state)
+    let mut jobs = competitions::periodic_jobs(state)?;
+    jobs.extend(wallet::periodic_jobs(state)?);
+    Ok(jobs)
 }
 
 /// Starts every product's domain-event subscribers; the tasks end with the process.
@@ -67,5 +76,6 @@ pub fn subscribe(state: &AppState) -> Vec<JoinHandle<()>> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = attendance::openapi();
     doc.merge(competitions::openapi());
+    doc.merge(wallet::openapi());
     doc
 }

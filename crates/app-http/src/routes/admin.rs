@@ -146,10 +146,16 @@ pub async fn verify_audit(
 ) -> Result<HttpResponse, ApiError> {
     caller.0.require(&[Role::Admin])?;
     let report = state.stores.audit.verify().await?;
-    Ok(HttpResponse::Ok().json(AuditVerification {
-        intact: report.is_intact(),
-        checked: report.checked,
-        first_broken_seq: report.broken.as_ref().map(|b| b.seq),
-        reason: report.broken.as_ref().map(|b| format!("{:?}", b.reason)),
-    }))
+    Ok(HttpResponse::Ok().json(AuditVerification::from(&report)))
+}
+
+impl From<&keel_domain::audit::ChainReport> for AuditVerification {
+    fn from(report: &keel_domain::audit::ChainReport) -> Self {
+        Self {
+            intact: report.is_intact(),
+            checked: report.checked,
+            first_broken_seq: report.broken.as_ref().map(|b| b.seq),
+            reason: report.broken.as_ref().map(|b| format!("{:?}", b.reason)),
+        }
+    }
 }

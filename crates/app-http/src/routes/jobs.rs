@@ -2,13 +2,13 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use keel_domain::audit::{Actor, AuditEntry};
 use keel_domain::identity::values::Role;
 use keel_domain::jobs::{Job, JobChange, JobFilter, JobId, JobState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::http::audit::{self, Change};
 use crate::http::auth::Authenticated;
 use crate::http::page::{self, TimeCursor};
 use crate::http::{ApiError, FieldError, ProblemType, RequestId};
@@ -200,22 +200,14 @@ async fn audit(
     before: serde_json::Value,
     after: Option<serde_json::Value>,
 ) -> Result<(), ApiError> {
-    let mut entry = AuditEntry::new(
-        Actor::user(caller.0.id()),
+    let change = Change {
         action,
-        format!("job:{}", job.id),
-        state.clock.now(),
-    )
-    .with_before(before)
-    .with_request_id(request_id.as_str());
-    if let Some(after) = after {
-        entry = entry.with_after(after);
-    }
-    if let Err(e) = state.stores.audit.append(entry).await {
-        tracing::error!(error = %e, job = %job.id, action, "job change could not be audited");
-        return Err(e.into());
-    }
-    Ok(())
+        subject: format!("job:{}", job.id),
+        before: Some(before),
+        after,
+        reason: None,
+    };
+    audit::record(state, caller.0.id(), request_id, change).await
 }
 
 /// Runs a dead or waiting job again now; a dead job gets a fresh attempt budget (admin only,

@@ -1,0 +1,272 @@
+//! `/admin/ledger` and `/admin/webhooks`: reversals, maker-checker adjustments, the ledger
+//! check, reconciliation findings and the webhook log (admins only; changes audited).
+
+use actix_web::middleware::from_fn;
+use actix_web::{HttpResponse, web};
+use keel_domain::identity::user::UserId;
+use keel_domain::identity::values::Role;
+use keel_domain::wallet::{AdjustmentId, Direction, TransactionId};
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi};
+use uuid::Uuid;
+
+use super::problems::{money, problem};
+use super::routes::Receipt;
+use super::service;
+use super::views::{
+    AdjustmentView, DeliveryView, Items, MismatchView, NewAdjustment, NewReversal, OperationView,
+    PostingView, TransactionView, VerifyView,
+};
+use crate::http::audit::{self, Change};
+use crate::http::auth::Authenticated;
+use crate::http::idempotency::{IdempotencyClaim, idempotency_required};
+use crate::http::page::DEFAULT_LIMIT;
+use crate::http::{ApiError, FieldError, ProblemType, RequestId};
+use crate::routes::admin::AuditVerification;
+use crate::state::AppState;
+
+/// Mounts the admin routes.
+pub(super) fn configure(api: &mut web::ServiceConfig) {
+    api.service(
+        web::resource("/admin/ledger/reversals")
+            .wrap(from_fn(idempotency_required))
+            .post(reverse),
+    )
+    .service(web::resource("/admin/ledger/adjustments").post(adjust))
+    .service(web::resource("/admin/ledger/adjustments/{id}/approve").post(approve))
+    .service(web::resource("/admin/ledger/transactions/{id}").get(transaction))
+    .service(web::resource("/admin/ledger/verify").get(verify))
+    .service(web::resource("/admin/ledger/mismatches").get(mismatches))
+    .service(web::resource("/admin/webhooks/revio").get(deliveries));
+}
+
+/// The admin routes' OpenAPI.
+pub(super) fn openapi() -> utoipa::openapi::OpenApi {
+    LedgerAdminDoc::openapi()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(reverse, adjust, approve, transaction, verify, mismatches, deliveries),
+    components(schemas(NewReversal, NewAdjustment, AdjustmentView, TransactionView, PostingView,
+        VerifyView, MismatchView, DeliveryView, Items<MismatchView>, Items<DeliveryView>)),
+    tags((name = "ledger", description = "Ledger administration (admins)"))
+)]
+struct LedgerAdminDoc;
+
+/// `limit` of the admin lists.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LimitQuery {
+    /// 1–200 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Reverses a deposit or adjustment with a reason (admin, audited, once per transaction).
+#[utoipa::path(post, path = "/api/v1/admin/ledger/reversals", tag = "ledger", request_body = NewReversal,
+    params(("Idempotency-Key" = String, Header, description = "required; replays the first response")),
+    responses((status = 201, body = OperationView), (status = 403, description = "forbidden"),
+        (status = 404, description = "not-found"), (status = 409, description = "already-reversed"),
+        (status = 422, description = "not-reversible, insufficient-funds or validation-failed")))]
+pub async fn reverse(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    request_id: RequestId,
+    claim: IdempotencyClaim,
+    body: web::Json<NewReversal>,
+) -> Result<HttpResponse, ApiError> {
+    caller.0.require(&[Role::Admin])?;
+    let receipt = Receipt(claim);
+    let reversed = service(&state)
+        .reverse(
+            TransactionId(body.transaction_id),
+            &body.reason,
+            Some(&receipt),
+        )
+        .await
+        .map_err(problem)?;
+    let change = Change {
+        action: "ledger.reversed",
+        subject: format!("transaction:{}", body.transaction_id),
+        before: None,
+        after: Some(serde_json::json!({
+            "reversal_operation": reversed.operation.id.0,
+            "reversal_transaction": reversed.operation.transaction_id.map(|t| t.0),
+            "amount_minor": reversed.operation.money.amount.minor(),
+            "currency": reversed.operation.money.currency.as_str(),
+        })),
+        reason: Some(&body.reason),
+    };
+    audit::record(&state, caller.0.id(), &request_id, change).await?;
+    receipt.respond(&reversed.operation, reversed.receipt_stored)
+}
+
+fn direction(raw: &str) -> Result<Direction, ApiError> {
+    Direction::parse(raw).ok_or_else(|| {
+        ApiError::Validation(vec![FieldError::new(
+            "direction",
+            "must be credit or debit",
+        )])
+    })
+}
+
+fn adjustment_audit(view: &AdjustmentView) -> serde_json::Value {
+    serde_json::json!({
+        "user_id": view.user_id, "amount_minor": view.amount_minor, "currency": view.currency,
+        "direction": view.direction, "status": view.status, "operation_id": view.operation_id,
+        "approved_by": view.approved_by,
+    })
+}
+
+/// Proposes an adjustment: applied at once up to the approval threshold, else `202` waiting
+/// for a second admin (admin, audited).
+#[utoipa::path(post, path = "/api/v1/admin/ledger/adjustments", tag = "ledger", request_body = NewAdjustment,
+    responses((status = 201, body = AdjustmentView, description = "applied"),
+        (status = 202, body = AdjustmentView, description = "waiting for a second admin"),
+        (status = 403, description = "forbidden"),
+        (status = 422, description = "insufficient-funds or validation-failed")))]
+pub async fn adjust(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    request_id: RequestId,
+    body: web::Json<NewAdjustment>,
+) -> Result<HttpResponse, ApiError> {
+    caller.0.require(&[Role::Admin])?;
+    let money = money(body.amount_minor, &body.currency)?;
+    let direction = direction(&body.direction)?;
+    let adjustment = service(&state)
+        .adjust(
+            caller.0.id(),
+            UserId(body.user_id),
+            money,
+            direction,
+            &body.reason,
+        )
+        .await
+        .map_err(problem)?;
+    let view = AdjustmentView::from(&adjustment);
+    let change = Change {
+        action: if adjustment.needs_approval {
+            "ledger.adjustment_proposed"
+        } else {
+            "ledger.adjustment_applied"
+        },
+        subject: format!("adjustment:{}", adjustment.id.0),
+        before: None,
+        after: Some(adjustment_audit(&view)),
+        reason: Some(&body.reason),
+    };
+    audit::record(&state, caller.0.id(), &request_id, change).await?;
+    Ok(if adjustment.needs_approval {
+        HttpResponse::Accepted().json(view)
+    } else {
+        HttpResponse::Created().json(view)
+    })
+}
+
+/// Approves and books an adjustment proposed by another admin (admin, audited, once).
+#[utoipa::path(post, path = "/api/v1/admin/ledger/adjustments/{id}/approve", tag = "ledger",
+    params(("id" = Uuid, Path, description = "adjustment id")),
+    responses((status = 200, body = AdjustmentView), (status = 403, description = "forbidden or second-approver-required"),
+        (status = 404, description = "not-found"), (status = 409, description = "adjustment-already-applied"),
+        (status = 422, description = "insufficient-funds")))]
+pub async fn approve(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    request_id: RequestId,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    caller.0.require(&[Role::Admin])?;
+    let adjustment = service(&state)
+        .approve(caller.0.id(), AdjustmentId(path.into_inner()))
+        .await
+        .map_err(problem)?;
+    let view = AdjustmentView::from(&adjustment);
+    let change = Change {
+        action: "ledger.adjustment_approved",
+        subject: format!("adjustment:{}", adjustment.id.0),
+        before: Some(serde_json::json!({"status": "pending_approval"})),
+        after: Some(adjustment_audit(&view)),
+        reason: Some(&adjustment.reason),
+    };
+    audit::record(&state, caller.0.id(), &request_id, change).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// One ledger transaction with its postings (admin).
+#[utoipa::path(get, path = "/api/v1/admin/ledger/transactions/{id}", tag = "ledger",
+    params(("id" = Uuid, Path, description = "transaction id")),
+    responses((status = 200, body = TransactionView), (status = 403, description = "forbidden"),
+        (status = 404, description = "not-found")))]
+pub async fn transaction(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    caller.0.require(&[Role::Admin])?;
+    let found = state
+        .stores
+        .products
+        .wallet
+        .ledger
+        .transaction(TransactionId(path.into_inner()))
+        .await?
+        .ok_or_else(|| ApiError::problem(ProblemType::NOT_FOUND, "no such transaction"))?;
+    Ok(HttpResponse::Ok().json(TransactionView::from(&found)))
+}
+
+/// Rebuilds every balance from the postings and compares it with the stored one; also checks
+/// the audit chain (admin).
+#[utoipa::path(get, path = "/api/v1/admin/ledger/verify", tag = "ledger",
+    responses((status = 200, body = VerifyView), (status = 403, description = "forbidden")))]
+pub async fn verify(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    caller.0.require(&[Role::Admin])?;
+    let report = service(&state).verify().await.map_err(problem)?;
+    let chain = state.stores.audit.verify().await?;
+    Ok(HttpResponse::Ok().json(VerifyView::new(&report, AuditVerification::from(&chain))))
+}
+
+fn list_limit(raw: Option<u32>) -> Result<u32, ApiError> {
+    crate::http::page::limit(raw.or(Some(DEFAULT_LIMIT)))
+}
+
+/// Reconciliation findings, newest first (admin).
+#[utoipa::path(get, path = "/api/v1/admin/ledger/mismatches", tag = "ledger", params(LimitQuery),
+    responses((status = 200, body = Items<MismatchView>), (status = 403, description = "forbidden")))]
+pub async fn mismatches(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    query: web::Query<LimitQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.0.require(&[Role::Admin])?;
+    let found = service(&state)
+        .mismatches(list_limit(query.limit)?)
+        .await
+        .map_err(problem)?;
+    Ok(HttpResponse::Ok().json(Items {
+        items: found.iter().map(MismatchView::from).collect(),
+    }))
+}
+
+/// The latest webhook deliveries with their outcomes, newest first (admin).
+#[utoipa::path(get, path = "/api/v1/admin/webhooks/revio", tag = "ledger", params(LimitQuery),
+    responses((status = 200, body = Items<DeliveryView>), (status = 403, description = "forbidden")))]
+pub async fn deliveries(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    query: web::Query<LimitQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.0.require(&[Role::Admin])?;
+    let found = state
+        .stores
+        .products
+        .wallet
+        .webhook_log
+        .recent(list_limit(query.limit)?)
+        .await?;
+    Ok(HttpResponse::Ok().json(Items {
+        items: found.iter().map(DeliveryView::from).collect(),
+    }))
+}

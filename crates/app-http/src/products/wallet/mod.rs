@@ -1,0 +1,230 @@
+//! Wallet: deposits and withdrawals through the payment provider, signed webhooks, the
+//! transaction history, and the admin ledger tools (reversals, maker-checker adjustments,
+//! verification, reconciliation findings).
+//!
+//! Handlers are thin: parse, authorize, call a [`WalletService`] use case, map its errors to
+//! problems. Deposits, withdrawals and reversals require an `Idempotency-Key`; on Postgres the
+//! stored response commits in the same transaction as the money.
+
+mod admin;
+mod history;
+mod problems;
+mod routes;
+mod views;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
+use actix_web::web;
+use keel_adapters_memory::{MemoryJobQueue, MemoryLedgerStore};
+use keel_adapters_postgres::PgPool;
+use keel_domain::jobs::{Every, JobRegistry, PeriodicJob, ScheduleError};
+use keel_domain::ratelimit::LimitClass;
+use keel_domain::wallet::{
+    LedgerStore, PaymentProvider, ReconcileReport, ReconcileWallet, ReconcileWalletHandler,
+    SendPayout, SendPayoutHandler, WalletPolicy, WalletService, WebhookLogStore,
+};
+use keel_domain::webhooks::WebhookVerifier;
+use utoipa::OpenApi;
+
+use crate::config::{ConfigError, Settings};
+use crate::http::idempotency::idempotency_required;
+use crate::http::rate_limit::rate_limit;
+use crate::state::AppState;
+
+pub use views::*;
+
+/// Counter of reconciliation findings.
+pub const MISMATCHES_TOTAL: &str = "keel_wallet_reconciliation_mismatches_total";
+/// Counter of webhook deliveries, labelled `outcome` and `reason`.
+pub const WEBHOOKS_TOTAL: &str = "keel_wallet_webhooks_total";
+
+/// The product's stores.
+#[derive(Clone)]
+pub struct Wallet {
+    /// The ledger, operations and findings.
+    pub ledger: Arc<dyn LedgerStore>,
+    /// Every webhook delivery.
+    pub webhook_log: Arc<dyn WebhookLogStore>,
+}
+
+impl Wallet {
+    /// In-memory stores; payout jobs go to `jobs`.
+    pub fn memory(jobs: &MemoryJobQueue) -> Self {
+        let store = MemoryLedgerStore::new(jobs.clone());
+        Self {
+            ledger: Arc::new(store.clone()),
+            webhook_log: Arc::new(store),
+        }
+    }
+
+    /// Postgres stores.
+    pub fn postgres(pool: &PgPool) -> Self {
+        // TEMP until the Postgres ledger lands.
+        let _ = pool;
+        let store = MemoryLedgerStore::new(MemoryJobQueue::new());
+        Self {
+            ledger: Arc::new(store.clone()),
+            webhook_log: Arc::new(store),
+        }
+    }
+}
+
+/// The payment provider, the webhook verifier and the ledger policy of a process.
+#[derive(Clone)]
+pub struct Payments {
+    /// Revio, or the built-in simulator.
+    pub provider: Arc<dyn PaymentProvider>,
+    /// Checks webhook signatures.
+    pub verifier: Arc<WebhookVerifier>,
+    /// The ledger's settings.
+    pub policy: WalletPolicy,
+    /// How often reconciliation runs.
+    pub reconcile_every: Duration,
+}
+
+impl Payments {
+    /// The provider named by the settings (the built-in simulator unless `KEEL_REVIO_URL` is
+    /// set), the webhook verifier and the ledger policy.
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        let provider: Arc<dyn PaymentProvider> = Arc::new(TempProvider);
+        Ok(Self {
+            provider,
+            verifier: Arc::new(settings.revio.verifier()?),
+            policy: settings.wallet.policy()?,
+            reconcile_every: Duration::from_secs(settings.wallet.reconcile_interval_secs),
+        })
+    }
+}
+
+// TEMP until the simulator lands.
+struct TempProvider;
+#[async_trait::async_trait]
+impl PaymentProvider for TempProvider {
+    async fn create_checkout(
+        &self,
+        _: &keel_domain::wallet::CheckoutRequest,
+    ) -> Result<keel_domain::wallet::Checkout, keel_domain::wallet::ProviderError> {
+        Err(keel_domain::wallet::ProviderError::Unavailable(
+            "temp".into(),
+        ))
+    }
+    async fn create_payout(
+        &self,
+        _: &keel_domain::wallet::PayoutRequest,
+    ) -> Result<(), keel_domain::wallet::ProviderError> {
+        Err(keel_domain::wallet::ProviderError::Unavailable(
+            "temp".into(),
+        ))
+    }
+    async fn status(
+        &self,
+        _: keel_domain::wallet::OperationId,
+    ) -> Result<keel_domain::wallet::ProviderStatus, keel_domain::wallet::ProviderError> {
+        Ok(keel_domain::wallet::ProviderStatus::Unknown)
+    }
+}
+
+/// The use cases over `state`'s stores and provider.
+pub(crate) fn service(state: &AppState) -> WalletService {
+    WalletService::new(
+        state.stores.products.wallet.ledger.clone(),
+        state.payments.provider.clone(),
+        state.clock.clone(),
+        state.payments.policy,
+    )
+}
+
+/// Mounts the product's routes inside `/api/v1`.
+pub fn configure(api: &mut web::ServiceConfig) {
+    let limited = || from_fn(rate_limit(LimitClass::Default));
+    let expensive = || from_fn(rate_limit(LimitClass::Expensive));
+    api.service(
+        web::resource("/wallet/deposits")
+            .wrap(from_fn(idempotency_required))
+            .wrap(limited())
+            .post(routes::deposit),
+    )
+    .service(
+        web::resource("/wallet/withdrawals")
+            .wrap(from_fn(idempotency_required))
+            .wrap(limited())
+            .post(routes::withdraw),
+    )
+    .service(
+        web::resource("/wallet/balance")
+            .wrap(limited())
+            .get(routes::balance),
+    )
+    .service(
+        web::resource("/wallet/transactions")
+            .wrap(limited())
+            .get(history::list),
+    )
+    .service(
+        web::resource("/wallet/transactions.csv")
+            .wrap(expensive())
+            .get(history::csv),
+    )
+    .service(
+        web::resource("/wallet/transactions/{id}")
+            .wrap(limited())
+            .get(history::one),
+    )
+    .service(web::resource("/webhooks/revio").post(webhook::receive));
+    admin::configure(api);
+}
+
+/// Registers the product's job kinds: payouts and reconciliation.
+pub fn register_jobs(registry: &mut JobRegistry, state: &AppState) {
+    let wallet = service(state);
+    registry.register::<SendPayout>(SendPayoutHandler::new(wallet.clone()));
+    let observer = Arc::new(|report: &ReconcileReport| {
+        if report.mismatches > 0 {
+            metrics::counter!(MISMATCHES_TOTAL).increment(u64::from(report.mismatches));
+            tracing::warn!(
+                mismatches = report.mismatches,
+                "reconciliation found mismatches"
+            );
+        }
+        tracing::info!(
+            checked = report.checked,
+            settled = report.settled,
+            still_pending = report.still_pending,
+            errors = report.errors,
+            "wallet reconciled"
+        );
+    });
+    registry.register::<ReconcileWallet>(ReconcileWalletHandler::new(wallet, Some(observer)));
+}
+
+/// The product's periodic jobs: reconciliation every `KEEL_WALLET_RECONCILE_INTERVAL_SECS`.
+pub fn periodic_jobs(state: &AppState) -> Result<Vec<PeriodicJob>, ScheduleError> {
+    let reconcile = PeriodicJob::new(
+        Every::interval(state.payments.reconcile_every)?,
+        &ReconcileWallet,
+    )
+    .map_err(|e| ScheduleError::Cron {
+        expression: "payload".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(vec![reconcile])
+}
+
+/// The product's OpenAPI paths and schemas.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = WalletDoc::openapi();
+    doc.merge(admin::openapi());
+    doc
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(routes::deposit, routes::withdraw, routes::balance, history::list, history::csv,
+        history::one, webhook::receive),
+    components(schemas(NewDeposit, NewWithdrawal, OperationView, OperationList, BalanceView)),
+    tags((name = "wallet", description = "Wallet: deposits, withdrawals, balance and history"))
+)]
+struct WalletDoc;
