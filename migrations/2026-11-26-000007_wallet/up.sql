@@ -33,8 +33,7 @@ CREATE TABLE wallet_operations (
     failure_reason     text,
     memo               text,
     created_at         timestamptz NOT NULL,
-    updated_at         timestamptz NOT NULL,
-    CHECK (updated_at >= created_at)
+    updated_at         timestamptz NOT NULL
 );
 -- The history: newest first, keyset-paged by (created_at, id).
 CREATE INDEX wallet_operations_history ON wallet_operations (user_id, created_at DESC, id DESC);
