@@ -160,12 +160,26 @@ impl LedgerStore for PgLedgerStore {
     }
 
     async fn balance(&self, user: UserId, currency: Currency) -> Result<Balance, StoreError> {
-        let available = self
-            .account_balance(AccountRef::available(user, currency))
-            .await?;
-        let held = self
-            .account_balance(AccountRef::held(user, currency))
-            .await?;
+        let mut conn = self.pool.get().await?;
+        // Both parts in one statement, so one snapshot: a hold never shows twice or not at all.
+        let parts: Vec<(String, i64)> = rows::ledger_accounts::table
+            .filter(rows::ledger_accounts::user_id.eq(user.0))
+            .filter(rows::ledger_accounts::currency.eq(currency.as_str().to_owned()))
+            .select((
+                rows::ledger_accounts::purpose,
+                rows::ledger_accounts::balance,
+            ))
+            .load(&mut conn)
+            .await
+            .map_err(query_error)?;
+        let part = |account: AccountRef| {
+            parts
+                .iter()
+                .find(|(purpose, _)| purpose == account.purpose())
+                .map_or(0, |(_, balance)| *balance)
+        };
+        let available = part(AccountRef::available(user, currency));
+        let held = part(AccountRef::held(user, currency));
         Balance::from_parts(available, held, currency)
             .ok_or_else(|| rows::corrupt("the balance overflows"))
     }

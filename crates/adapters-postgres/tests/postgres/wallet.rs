@@ -205,3 +205,124 @@ async fn a_final_operation_cannot_be_reopened() {
         keel_domain::wallet::OperationStatus::Succeeded
     );
 }
+
+struct Receipt(keel_domain::idempotency::Claim);
+
+impl keel_domain::wallet::OperationReceipt for Receipt {
+    fn claim(&self) -> &keel_domain::idempotency::Claim {
+        &self.0
+    }
+
+    fn response(
+        &self,
+        operation: &keel_domain::wallet::Operation,
+    ) -> Result<keel_domain::idempotency::StoredResponse, keel_domain::StoreError> {
+        Ok(keel_domain::idempotency::StoredResponse {
+            status: 201,
+            headers: vec![],
+            body: operation.id.0.to_string().into_bytes(),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_idempotent_response_commits_with_the_withdrawal_or_not_at_all() {
+    use keel_adapters_postgres::PgIdempotencyStore;
+    use keel_domain::idempotency::{
+        ClaimOutcome, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, RequestFingerprint,
+        Scope, StoredResponse,
+    };
+    use keel_domain::jobs::JobKind;
+    use keel_domain::testkit::ledger_store::money;
+    use keel_domain::wallet::{Booked, Operation, OperationKind, SendPayout, Transaction};
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let keys = PgIdempotencyStore::new(db.pool().clone());
+    let (user, _) = funded(&store).await;
+    let fp = RequestFingerprint::compute("POST", "/wallet/withdrawals", "u", b"");
+    let claim = async |key: &str| match keys
+        .claim(
+            &Scope::user("u"),
+            &IdempotencyKey::parse(key).unwrap(),
+            &fp,
+            IdempotencyPolicy::default(),
+            whole_second_now(),
+        )
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => panic!("{other:?}"),
+    };
+    let withdrawal = |minor: i64| {
+        let at = whole_second_now();
+        let mut operation = Operation::new(user, OperationKind::Withdrawal, money(minor), at);
+        let hold = Transaction::hold(user, money(minor), operation.id, at);
+        operation.transaction_id = Some(hold.id);
+        let job = SendPayout {
+            operation_id: operation.id,
+        }
+        .to_new_job(at)
+        .unwrap();
+        (operation, hold, job)
+    };
+
+    let (operation, hold, job) = withdrawal(100);
+    let receipt = Receipt(claim("w-1").await);
+    let booked = store
+        .place_withdrawal(&operation, &hold, &[job], Some(&receipt))
+        .await
+        .unwrap();
+    assert_eq!(
+        booked,
+        Booked::Done {
+            receipt_stored: true
+        }
+    );
+    let replay = keys
+        .claim(
+            &Scope::user("u"),
+            &IdempotencyKey::parse("w-1").unwrap(),
+            &fp,
+            IdempotencyPolicy::default(),
+            whole_second_now(),
+        )
+        .await
+        .unwrap();
+    match replay {
+        ClaimOutcome::Replay(response) => {
+            assert_eq!(response.body, operation.id.0.to_string().into_bytes());
+        }
+        other => panic!("expected a replay, got {other:?}"),
+    }
+
+    // A claim completed elsewhere cannot be completed again: the hold rolls back.
+    let (operation, hold, job) = withdrawal(100);
+    let lost = Receipt(claim("w-2").await);
+    keys.complete(
+        &lost.0,
+        &StoredResponse {
+            status: 500,
+            headers: vec![],
+            body: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        store
+            .place_withdrawal(&operation, &hold, &[job], Some(&lost))
+            .await
+            .is_err()
+    );
+    assert_eq!(store.operation(operation.id).await.unwrap(), None);
+    let balance = store
+        .balance(user, keel_domain::testkit::ledger_store::zar())
+        .await
+        .unwrap();
+    assert_eq!((balance.available, balance.held), (400, 100));
+    assert!(store.verify().await.unwrap().is_consistent());
+}
