@@ -326,3 +326,64 @@ async fn the_idempotent_response_commits_with_the_withdrawal_or_not_at_all() {
     assert_eq!((balance.available, balance.held), (400, 100));
     assert!(store.verify().await.unwrap().is_consistent());
 }
+
+/// The ledger check is worth something only if it finds what the schema normally prevents: the
+/// test database's rules are switched off by hand to write each kind of damage.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_finds_drift_unbalanced_transactions_and_overdrawn_wallets() {
+    use keel_domain::testkit::ledger_store::zar;
+    use keel_domain::wallet::{AccountRef, SystemAccount, TransactionId};
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let (user, _) = funded(&store).await;
+    assert!(store.verify().await.unwrap().is_consistent());
+    let mut conn = db.pool().get().await.unwrap();
+
+    // Postings written by hand without their balance changes: both accounts drift.
+    raw_transaction(&mut conn, 7, -7).await.unwrap();
+    let report = store.verify().await.unwrap();
+    let mut drifted: Vec<_> = report
+        .drifted
+        .iter()
+        .map(|d| (d.account, d.stored, d.rebuilt))
+        .collect();
+    drifted.sort();
+    let mut expected = vec![
+        (AccountRef::available(user, zar()), 500, 507),
+        (
+            AccountRef::system(SystemAccount::ProviderClearing, zar()),
+            -500,
+            -507,
+        ),
+    ];
+    expected.sort();
+    assert_eq!(drifted, expected);
+    assert!(report.unbalanced.is_empty() && report.overdrawn.is_empty());
+    assert_eq!((report.accounts, report.transactions), (2, 2));
+
+    // With the triggers and the overdraft CHECK off: an unbalanced transaction and an
+    // overdrawn wallet.
+    let unbalanced = Uuid::now_v7();
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut *conn,
+        &format!(
+            "SET session_replication_role = replica; \
+         ALTER TABLE ledger_accounts DROP CONSTRAINT ledger_accounts_no_overdraft; \
+         INSERT INTO ledger_transactions (id, kind, created_at) \
+             VALUES ('{unbalanced}', 'deposit', now()); \
+         INSERT INTO ledger_postings (transaction_id, position, account_id, amount) \
+             SELECT '{unbalanced}', 0, id, 5 FROM ledger_accounts WHERE purpose = 'available'; \
+         UPDATE ledger_accounts SET balance = -1 WHERE purpose = 'available'; \
+         SET session_replication_role = origin;"
+        ),
+    )
+    .await
+    .unwrap();
+    let report = store.verify().await.unwrap();
+    assert_eq!(report.unbalanced, [TransactionId(unbalanced)]);
+    assert_eq!(report.overdrawn, [AccountRef::available(user, zar())]);
+    assert!(!report.is_consistent());
+}
