@@ -1,4 +1,4 @@
--- Wallet: an append-only double-entry ledger (DESIGN.md §3 "Wallet", domain wallet/).
+-- Wallet: an append-only double-entry ledger (keel_domain::wallet; adapter: keel-adapters-postgres wallet/).
 --
 -- The schema restates every rule the adapter keeps, so no code path (nor a hand-written
 -- statement) can break the books:
