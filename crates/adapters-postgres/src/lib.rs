@@ -16,6 +16,7 @@ pub mod mail;
 pub mod migrate;
 pub mod pool;
 pub mod schema;
+pub mod wallet;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -27,3 +28,4 @@ pub use identity::{PgRefreshTokenStore, PgUserStore};
 pub use jobs::{PgJobQueue, enqueue_in};
 pub use mail::PgMailbox;
 pub use pool::PgPool;
+pub use wallet::PgLedgerStore;

@@ -9,3 +9,4 @@ mod identity;
 mod jobs;
 mod mail;
 mod migrations;
+mod wallet;

@@ -11,5 +11,6 @@ pub mod idempotency_store;
 pub mod identity_stores;
 pub mod job_queue;
 pub mod job_worker;
+pub mod ledger_store;
 pub mod rate_limiter;
 pub mod support;

@@ -1,0 +1,389 @@
+//! The ledger store contract on Postgres, and what the schema adds: append-only ledger rows, the
+//! deferred balance check at commit, the no-overdraft CHECK and final operations staying final.
+
+use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use keel_adapters_postgres::testkit::TestDatabase;
+use keel_adapters_postgres::{PgJobQueue, PgLedgerStore};
+use keel_domain::testkit::ledger_store::{Fixture, fund, open_deposit, run_all, settle_deposit};
+use keel_domain::testkit::support::whole_second_now;
+use keel_domain::wallet::{LedgerStore, SettleOutcome};
+use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_ledger_keeps_the_contract() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let jobs = PgJobQueue::new(db.pool().clone());
+    run_all(&Fixture {
+        store: &store,
+        jobs: Some(&jobs),
+    })
+    .await;
+}
+
+/// A funded wallet, and the ids of its deposit transaction's rows.
+async fn funded(store: &PgLedgerStore) -> (keel_domain::identity::user::UserId, Uuid) {
+    let user = keel_domain::identity::user::UserId(Uuid::now_v7());
+    let tx = fund(store, user, 500).await;
+    (user, tx.id.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transactions_and_postings_are_append_only() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let (_, tx) = funded(&store).await;
+    let mut conn = db.pool().get().await.unwrap();
+    for sql in [
+        "UPDATE ledger_transactions SET created_at = now() WHERE id = $1",
+        "DELETE FROM ledger_transactions WHERE id = $1",
+        "UPDATE ledger_postings SET amount = amount * 2 WHERE transaction_id = $1",
+        "DELETE FROM ledger_postings WHERE transaction_id = $1",
+    ] {
+        let refused = diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(tx)
+            .execute(&mut conn)
+            .await;
+        assert!(refused.is_err(), "{sql} must be refused");
+    }
+    for table in ["ledger_postings", "ledger_transactions"] {
+        let refused = diesel::sql_query(format!("TRUNCATE {table} CASCADE"))
+            .execute(&mut conn)
+            .await;
+        assert!(refused.is_err(), "TRUNCATE {table} must be refused");
+    }
+    let postings: Vec<Count> =
+        diesel::sql_query("SELECT count(*) AS n FROM ledger_postings WHERE transaction_id = $1")
+            .bind::<SqlUuid, _>(tx)
+            .load(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(postings[0].n, 2);
+    assert!(store.verify().await.unwrap().is_consistent());
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Writes a transaction by hand: `amounts` posted to the user's available account and the
+/// clearing account, in one database transaction.
+async fn raw_transaction(
+    conn: &mut diesel_async::AsyncPgConnection,
+    available: i64,
+    clearing: i64,
+) -> Result<(), diesel::result::Error> {
+    conn.transaction(async |conn| {
+        let tx = Uuid::now_v7();
+        diesel::sql_query(
+            "INSERT INTO ledger_transactions (id, kind, created_at) VALUES ($1, 'deposit', now())",
+        )
+        .bind::<SqlUuid, _>(tx)
+        .execute(conn)
+        .await?;
+        diesel::sql_query(
+            "INSERT INTO ledger_postings (transaction_id, position, account_id, amount) \
+             SELECT $1, 0, id, $2 FROM ledger_accounts WHERE purpose = 'provider_clearing' \
+             UNION ALL \
+             SELECT $1, 1, id, $3 FROM ledger_accounts WHERE purpose = 'available' LIMIT 2",
+        )
+        .bind::<SqlUuid, _>(tx)
+        .bind::<BigInt, _>(clearing)
+        .bind::<BigInt, _>(available)
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deferred_trigger_refuses_unbalanced_transactions_at_commit() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    funded(&store).await;
+    let mut conn = db.pool().get().await.unwrap();
+    // Balanced by hand: accepted (balances are not touched, so verify would see drift; the
+    // point here is only the trigger).
+    raw_transaction(&mut conn, 7, -7).await.unwrap();
+    let refused = raw_transaction(&mut conn, 7, -6).await;
+    assert!(refused.is_err(), "unbalanced postings must fail at commit");
+    // A transaction without postings is refused too.
+    let empty = conn
+        .transaction(async |conn| {
+            diesel::sql_query(
+                "INSERT INTO ledger_transactions (id, kind, created_at) \
+                 VALUES ($1, 'deposit', now())",
+            )
+            .bind::<SqlUuid, _>(Uuid::now_v7())
+            .execute(conn)
+            .await
+        })
+        .await;
+    assert!(empty.is_err(), "a transaction needs postings");
+    // A link its kind cannot have is refused by the CHECK.
+    let linked = diesel::sql_query(
+        "INSERT INTO ledger_transactions (id, kind, reverses, created_at) \
+         SELECT $1, 'deposit', id, now() FROM ledger_transactions LIMIT 1",
+    )
+    .bind::<SqlUuid, _>(Uuid::now_v7())
+    .execute(&mut conn)
+    .await;
+    assert!(linked.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_check_refuses_a_negative_wallet_balance() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let (user, _) = funded(&store).await;
+    let mut conn = db.pool().get().await.unwrap();
+    let refused = diesel::sql_query(
+        "UPDATE ledger_accounts SET balance = -1 WHERE user_id = $1 AND purpose = 'available'",
+    )
+    .bind::<SqlUuid, _>(user.0)
+    .execute(&mut conn)
+    .await;
+    assert!(refused.is_err(), "a wallet never goes below zero");
+    // System accounts may.
+    let clearing = diesel::sql_query(
+        "UPDATE ledger_accounts SET balance = balance WHERE purpose = 'provider_clearing'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(clearing, 1);
+    let balance = store
+        .balance(user, keel_domain::testkit::ledger_store::zar())
+        .await
+        .unwrap();
+    assert_eq!((balance.available, balance.held), (500, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_final_operation_cannot_be_reopened() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let user = keel_domain::identity::user::UserId(Uuid::now_v7());
+    let deposit = open_deposit(&store, user, 100, whole_second_now()).await;
+    let mut conn = db.pool().get().await.unwrap();
+    // Pending: may change.
+    diesel::sql_query("UPDATE wallet_operations SET memo = 'note' WHERE id = $1")
+        .bind::<SqlUuid, _>(deposit.id.0)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (outcome, _) = settle_deposit(&store, &deposit, None).await;
+    assert_eq!(outcome, SettleOutcome::Settled);
+    for sql in [
+        "UPDATE wallet_operations SET status = 'pending' WHERE id = $1",
+        "UPDATE wallet_operations SET status = 'failed' WHERE id = $1",
+        "DELETE FROM wallet_operations WHERE id = $1",
+    ] {
+        let refused = diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(deposit.id.0)
+            .execute(&mut conn)
+            .await;
+        assert!(refused.is_err(), "{sql} must be refused");
+    }
+    let stored = store.operation(deposit.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.status,
+        keel_domain::wallet::OperationStatus::Succeeded
+    );
+}
+
+struct Receipt(keel_domain::idempotency::Claim);
+
+impl keel_domain::wallet::OperationReceipt for Receipt {
+    fn claim(&self) -> &keel_domain::idempotency::Claim {
+        &self.0
+    }
+
+    fn response(
+        &self,
+        operation: &keel_domain::wallet::Operation,
+    ) -> Result<keel_domain::idempotency::StoredResponse, keel_domain::StoreError> {
+        Ok(keel_domain::idempotency::StoredResponse {
+            status: 201,
+            headers: vec![],
+            body: operation.id.0.to_string().into_bytes(),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_idempotent_response_commits_with_the_withdrawal_or_not_at_all() {
+    use keel_adapters_postgres::PgIdempotencyStore;
+    use keel_domain::idempotency::{
+        ClaimOutcome, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, RequestFingerprint,
+        Scope, StoredResponse,
+    };
+    use keel_domain::jobs::JobKind;
+    use keel_domain::testkit::ledger_store::money;
+    use keel_domain::wallet::{Booked, Operation, OperationKind, SendPayout, Transaction};
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let keys = PgIdempotencyStore::new(db.pool().clone());
+    let (user, _) = funded(&store).await;
+    let fp = RequestFingerprint::compute("POST", "/wallet/withdrawals", "u", b"");
+    let claim = async |key: &str| match keys
+        .claim(
+            &Scope::user("u"),
+            &IdempotencyKey::parse(key).unwrap(),
+            &fp,
+            IdempotencyPolicy::default(),
+            whole_second_now(),
+        )
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => panic!("{other:?}"),
+    };
+    let withdrawal = |minor: i64| {
+        let at = whole_second_now();
+        let mut operation = Operation::new(user, OperationKind::Withdrawal, money(minor), at);
+        let hold = Transaction::hold(user, money(minor), operation.id, at);
+        operation.transaction_id = Some(hold.id);
+        let job = SendPayout {
+            operation_id: operation.id,
+        }
+        .to_new_job(at)
+        .unwrap();
+        (operation, hold, job)
+    };
+
+    let (operation, hold, job) = withdrawal(100);
+    let receipt = Receipt(claim("w-1").await);
+    let booked = store
+        .place_withdrawal(&operation, &hold, &[job], Some(&receipt))
+        .await
+        .unwrap();
+    assert_eq!(
+        booked,
+        Booked::Done {
+            receipt_stored: true
+        }
+    );
+    let replay = keys
+        .claim(
+            &Scope::user("u"),
+            &IdempotencyKey::parse("w-1").unwrap(),
+            &fp,
+            IdempotencyPolicy::default(),
+            whole_second_now(),
+        )
+        .await
+        .unwrap();
+    match replay {
+        ClaimOutcome::Replay(response) => {
+            assert_eq!(response.body, operation.id.0.to_string().into_bytes());
+        }
+        other => panic!("expected a replay, got {other:?}"),
+    }
+
+    // A claim completed elsewhere cannot be completed again: the hold rolls back.
+    let (operation, hold, job) = withdrawal(100);
+    let lost = Receipt(claim("w-2").await);
+    keys.complete(
+        &lost.0,
+        &StoredResponse {
+            status: 500,
+            headers: vec![],
+            body: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        store
+            .place_withdrawal(&operation, &hold, &[job], Some(&lost))
+            .await
+            .is_err()
+    );
+    assert_eq!(store.operation(operation.id).await.unwrap(), None);
+    let balance = store
+        .balance(user, keel_domain::testkit::ledger_store::zar())
+        .await
+        .unwrap();
+    assert_eq!((balance.available, balance.held), (400, 100));
+    assert!(store.verify().await.unwrap().is_consistent());
+}
+
+/// The ledger check is worth something only if it finds what the schema normally prevents: the
+/// test database's rules are switched off by hand to write each kind of damage.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_finds_drift_unbalanced_transactions_and_overdrawn_wallets() {
+    use keel_domain::testkit::ledger_store::zar;
+    use keel_domain::wallet::{AccountRef, SystemAccount, TransactionId};
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let (user, _) = funded(&store).await;
+    assert!(store.verify().await.unwrap().is_consistent());
+    let mut conn = db.pool().get().await.unwrap();
+
+    // Postings written by hand without their balance changes: both accounts drift.
+    raw_transaction(&mut conn, 7, -7).await.unwrap();
+    let report = store.verify().await.unwrap();
+    let mut drifted: Vec<_> = report
+        .drifted
+        .iter()
+        .map(|d| (d.account, d.stored, d.rebuilt))
+        .collect();
+    drifted.sort();
+    let mut expected = vec![
+        (AccountRef::available(user, zar()), 500, 507),
+        (
+            AccountRef::system(SystemAccount::ProviderClearing, zar()),
+            -500,
+            -507,
+        ),
+    ];
+    expected.sort();
+    assert_eq!(drifted, expected);
+    assert!(report.unbalanced.is_empty() && report.overdrawn.is_empty());
+    assert_eq!((report.accounts, report.transactions), (2, 2));
+
+    // With the triggers and the overdraft CHECK off: an unbalanced transaction and an
+    // overdrawn wallet.
+    let unbalanced = Uuid::now_v7();
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut *conn,
+        &format!(
+            "SET session_replication_role = replica; \
+         ALTER TABLE ledger_accounts DROP CONSTRAINT ledger_accounts_no_overdraft; \
+         INSERT INTO ledger_transactions (id, kind, created_at) \
+             VALUES ('{unbalanced}', 'deposit', now()); \
+         INSERT INTO ledger_postings (transaction_id, position, account_id, amount) \
+             SELECT '{unbalanced}', 0, id, 5 FROM ledger_accounts WHERE purpose = 'available'; \
+         UPDATE ledger_accounts SET balance = -1 WHERE purpose = 'available'; \
+         SET session_replication_role = origin;"
+        ),
+    )
+    .await
+    .unwrap();
+    let report = store.verify().await.unwrap();
+    assert_eq!(report.unbalanced, [TransactionId(unbalanced)]);
+    assert_eq!(report.overdrawn, [AccountRef::available(user, zar())]);
+    assert!(!report.is_consistent());
+}

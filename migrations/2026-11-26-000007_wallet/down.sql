@@ -1,0 +1,12 @@
+DROP TABLE IF EXISTS webhook_logs;
+DROP TABLE IF EXISTS reconciliation_mismatches;
+DROP TABLE IF EXISTS wallet_adjustments;
+DROP TABLE IF EXISTS provider_events;
+ALTER TABLE IF EXISTS wallet_operations DROP CONSTRAINT IF EXISTS wallet_operations_transaction;
+DROP TABLE IF EXISTS ledger_postings;
+DROP TABLE IF EXISTS ledger_transactions;
+DROP TABLE IF EXISTS ledger_accounts;
+DROP TABLE IF EXISTS wallet_operations;
+DROP FUNCTION IF EXISTS ledger_refuse_change();
+DROP FUNCTION IF EXISTS ledger_check_balanced();
+DROP FUNCTION IF EXISTS wallet_operations_final();

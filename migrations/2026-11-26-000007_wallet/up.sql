@@ -1,0 +1,224 @@
+-- Wallet: an append-only double-entry ledger (keel_domain::wallet; adapter: keel-adapters-postgres wallet/).
+--
+-- The schema restates every rule the adapter keeps, so no code path (nor a hand-written
+-- statement) can break the books:
+-- * a wallet account never goes below zero (CHECK), system accounts may;
+-- * transactions and postings are never changed or removed (triggers refuse UPDATE, DELETE and
+--   TRUNCATE);
+-- * every transaction has at least two postings summing to zero per currency, checked at commit
+--   by deferred constraint triggers (so the postings can be inserted one by one);
+-- * a hold is resolved (posted or voided) at most once and a transaction reversed at most once
+--   (UNIQUE links);
+-- * an operation leaves `pending` at most once (trigger) and a provider event is applied once
+--   (primary key).
+--
+-- No table references users: money records outlive the accounts they belonged to (deleting a
+-- user must neither fail on nor erase the ledger, which auditors and reconciliation still need).
+
+-- What the user sees in their history; written before the ledger rows that book it.
+CREATE TABLE wallet_operations (
+    id                 uuid        PRIMARY KEY,
+    -- No FK to users: see above.
+    user_id            uuid        NOT NULL,
+    kind               text        NOT NULL
+        CHECK (kind IN ('deposit', 'withdrawal', 'reversal', 'adjustment')),
+    direction          text        NOT NULL CHECK (direction IN ('credit', 'debit')),
+    amount_minor       bigint      NOT NULL CHECK (amount_minor > 0),
+    currency           char(3)     NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    status             text        NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+    destination        text,
+    provider_reference text,
+    -- The hold (withdrawals) or the booking transaction; FK added below (deferred).
+    transaction_id     uuid,
+    failure_reason     text,
+    memo               text,
+    created_at         timestamptz NOT NULL,
+    updated_at         timestamptz NOT NULL
+);
+-- The history: newest first, keyset-paged by (created_at, id).
+CREATE INDEX wallet_operations_history ON wallet_operations (user_id, created_at DESC, id DESC);
+-- The reconciliation's work list.
+CREATE INDEX wallet_operations_pending ON wallet_operations (created_at, id)
+    WHERE status = 'pending';
+
+-- A final status never changes again, and operations are never deleted.
+CREATE FUNCTION wallet_operations_final() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'wallet operations are never deleted'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF OLD.status <> 'pending' THEN
+        RAISE EXCEPTION 'wallet operation % is final (%)', OLD.id, OLD.status
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER wallet_operations_final BEFORE UPDATE OR DELETE ON wallet_operations
+    FOR EACH ROW EXECUTE FUNCTION wallet_operations_final();
+
+-- One account per (owner, purpose, currency), created on first use. System accounts have no
+-- owner (the NULL owner is one value for the uniqueness: NULLS NOT DISTINCT).
+CREATE TABLE ledger_accounts (
+    id             uuid    PRIMARY KEY,
+    -- No FK to users: see above.
+    user_id        uuid,
+    purpose        text    NOT NULL CHECK (purpose IN
+        ('available', 'held', 'provider_clearing', 'fees', 'suspense', 'adjustments')),
+    currency       char(3) NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    balance        bigint  NOT NULL DEFAULT 0,
+    allow_negative boolean NOT NULL,
+    CONSTRAINT ledger_accounts_no_overdraft CHECK (allow_negative OR balance >= 0),
+    -- Wallet accounts have an owner and never go negative; system accounts have neither.
+    CONSTRAINT ledger_accounts_owner CHECK (
+        CASE WHEN purpose IN ('available', 'held')
+             THEN user_id IS NOT NULL AND NOT allow_negative
+             ELSE user_id IS NULL END),
+    CONSTRAINT ledger_accounts_one UNIQUE NULLS NOT DISTINCT (user_id, purpose, currency)
+);
+
+CREATE TABLE ledger_transactions (
+    id           uuid        PRIMARY KEY,
+    kind         text        NOT NULL CHECK (kind IN
+        ('deposit', 'hold', 'post_hold', 'void_hold', 'reversal', 'adjustment')),
+    operation_id uuid        REFERENCES wallet_operations (id),
+    -- Reversed at most once.
+    reverses     uuid        UNIQUE REFERENCES ledger_transactions (id),
+    -- A hold is resolved at most once: one UNIQUE for posts and voids, never both.
+    resolves     uuid        UNIQUE REFERENCES ledger_transactions (id),
+    created_at   timestamptz NOT NULL,
+    CONSTRAINT ledger_transactions_links CHECK (
+        CASE kind
+            WHEN 'reversal' THEN reverses IS NOT NULL AND resolves IS NULL AND reverses <> id
+            WHEN 'post_hold' THEN resolves IS NOT NULL AND reverses IS NULL AND resolves <> id
+            WHEN 'void_hold' THEN resolves IS NOT NULL AND reverses IS NULL AND resolves <> id
+            ELSE reverses IS NULL AND resolves IS NULL
+        END)
+);
+CREATE INDEX ledger_transactions_operation ON ledger_transactions (operation_id);
+
+ALTER TABLE wallet_operations ADD CONSTRAINT wallet_operations_transaction
+    FOREIGN KEY (transaction_id) REFERENCES ledger_transactions (id)
+    DEFERRABLE INITIALLY DEFERRED;
+
+CREATE TABLE ledger_postings (
+    id             bigserial PRIMARY KEY,
+    transaction_id uuid      NOT NULL REFERENCES ledger_transactions (id),
+    -- The leg's place in its transaction (postings read back in order).
+    position       integer   NOT NULL CHECK (position >= 0),
+    account_id     uuid      NOT NULL REFERENCES ledger_accounts (id),
+    amount         bigint    NOT NULL CHECK (amount <> 0),
+    CONSTRAINT ledger_postings_position UNIQUE (transaction_id, position)
+);
+CREATE INDEX ledger_postings_account ON ledger_postings (account_id);
+
+-- Append-only: no UPDATE, DELETE or TRUNCATE of transactions or postings, ever.
+CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'check_violation';
+END;
+$$;
+CREATE TRIGGER ledger_transactions_append_only BEFORE UPDATE OR DELETE ON ledger_transactions
+    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER ledger_transactions_no_truncate BEFORE TRUNCATE ON ledger_transactions
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER ledger_postings_append_only BEFORE UPDATE OR DELETE ON ledger_postings
+    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+CREATE TRIGGER ledger_postings_no_truncate BEFORE TRUNCATE ON ledger_postings
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+
+-- At commit, every transaction written (or posted to) has ≥ 2 postings summing to zero in
+-- every currency.
+CREATE FUNCTION ledger_check_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    tx uuid;
+BEGIN
+    IF TG_TABLE_NAME = 'ledger_postings' THEN
+        tx := NEW.transaction_id;
+    ELSE
+        tx := NEW.id;
+    END IF;
+    IF (SELECT count(*) FROM ledger_postings WHERE transaction_id = tx) < 2 THEN
+        RAISE EXCEPTION 'ledger transaction % has fewer than two postings', tx
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF EXISTS (
+        SELECT 1
+        FROM ledger_postings p JOIN ledger_accounts a ON a.id = p.account_id
+        WHERE p.transaction_id = tx
+        GROUP BY a.currency
+        HAVING sum(p.amount) <> 0
+    ) THEN
+        RAISE EXCEPTION 'ledger transaction % is unbalanced', tx
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE CONSTRAINT TRIGGER ledger_transactions_balanced AFTER INSERT ON ledger_transactions
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION ledger_check_balanced();
+CREATE CONSTRAINT TRIGGER ledger_postings_balanced AFTER INSERT ON ledger_postings
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION ledger_check_balanced();
+
+-- Each provider event is applied once, recorded in the transaction that applies it.
+CREATE TABLE provider_events (
+    event_id     text        PRIMARY KEY,
+    operation_id uuid        NOT NULL REFERENCES wallet_operations (id),
+    processed_at timestamptz NOT NULL
+);
+
+-- Admin corrections with maker-checker.
+CREATE TABLE wallet_adjustments (
+    id             uuid        PRIMARY KEY,
+    -- No FK to users: see above.
+    user_id        uuid        NOT NULL,
+    amount_minor   bigint      NOT NULL CHECK (amount_minor > 0),
+    currency       char(3)     NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    direction      text        NOT NULL CHECK (direction IN ('credit', 'debit')),
+    reason         text        NOT NULL CHECK (char_length(reason) > 0),
+    proposed_by    uuid        NOT NULL,
+    needs_approval boolean     NOT NULL,
+    approved_by    uuid,
+    status         text        NOT NULL CHECK (status IN ('pending_approval', 'applied')),
+    operation_id   uuid        REFERENCES wallet_operations (id),
+    created_at     timestamptz NOT NULL,
+    decided_at     timestamptz,
+    -- Above the threshold, the approver is a second admin.
+    CONSTRAINT wallet_adjustments_four_eyes
+        CHECK (NOT needs_approval OR approved_by IS DISTINCT FROM proposed_by),
+    CONSTRAINT wallet_adjustments_applied CHECK (
+        (status = 'applied') =
+        (approved_by IS NOT NULL AND operation_id IS NOT NULL AND decided_at IS NOT NULL))
+);
+CREATE INDEX wallet_adjustments_user ON wallet_adjustments (user_id, created_at DESC);
+
+-- Reconciliation findings, each kept once per (operation, kind); findings without an operation
+-- (unknown references) are all kept.
+CREATE TABLE reconciliation_mismatches (
+    id           uuid        PRIMARY KEY,
+    operation_id uuid,
+    kind         text        NOT NULL CHECK (kind IN ('amount-differs', 'succeeded-after-failure',
+        'unknown-reference', 'missing-at-provider', 'wrong-event-type')),
+    detail       text        NOT NULL,
+    found_at     timestamptz NOT NULL
+);
+CREATE UNIQUE INDEX reconciliation_mismatches_once
+    ON reconciliation_mismatches (operation_id, kind) WHERE operation_id IS NOT NULL;
+CREATE INDEX reconciliation_mismatches_found ON reconciliation_mismatches (found_at DESC, id DESC);
+
+-- Every webhook delivery, good or bad.
+CREATE TABLE webhook_logs (
+    id          uuid        PRIMARY KEY,
+    received_at timestamptz NOT NULL,
+    event_id    text,
+    event_type  text,
+    outcome     text        NOT NULL
+        CHECK (outcome IN ('processed', 'duplicate', 'ignored', 'rejected', 'failed')),
+    reason      text        NOT NULL,
+    body        text        NOT NULL
+);
+CREATE INDEX webhook_logs_received ON webhook_logs (received_at DESC, id DESC);
