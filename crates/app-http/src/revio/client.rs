@@ -46,7 +46,7 @@ impl RevioHttpClient {
         let response = request
             .send()
             .await
-            .map_err(|e| ProviderError::Unavailable(e.without_url().to_string()))?;
+            .map_err(|e| ProviderError::Unavailable(describe(e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -68,9 +68,22 @@ async fn error_detail(response: reqwest::Response) -> String {
     detail.chars().take(MAX_QUOTED).collect()
 }
 
+/// A transport error with its causes (reqwest's own message hides them), without the URL.
+pub(crate) fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 /// A 2xx answer whose body does not parse: the provider misbehaves.
 fn malformed(e: reqwest::Error) -> ProviderError {
-    ProviderError::Unavailable(format!("malformed answer: {}", e.without_url()))
+    ProviderError::Unavailable(format!("malformed answer: {}", describe(e)))
 }
 
 #[async_trait]

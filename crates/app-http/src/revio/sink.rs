@@ -5,6 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use keel_adapters_memory::revio::{SignedWebhook, WebhookSink};
 
+use super::client::describe;
+
 /// How long one webhook delivery may take.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -35,7 +37,7 @@ impl WebhookSink for HttpWebhookSink {
         }
         match request.send().await {
             Ok(response) => Ok(response.status().as_u16()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(describe(e)),
         }
     }
 }
