@@ -17,6 +17,7 @@ pub mod identity;
 pub mod jobs;
 pub mod mail;
 pub mod ratelimit;
+pub mod revio;
 pub mod timer;
 pub mod wallet;
 

@@ -47,6 +47,18 @@ pub enum Command {
         #[arg(long, default_value_t = 500)]
         batch: u32,
     },
+    /// Run the simulated Revio payment provider (plain HTTP), sending signed webhooks to keel.
+    RevioSim {
+        /// Address the simulator listens on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        bind: std::net::SocketAddr,
+        /// Where its webhooks are POSTed.
+        #[arg(long, default_value = "http://127.0.0.1:8080/api/v1/webhooks/revio")]
+        webhook_url: String,
+        /// Time from a checkout or payout to its completion, in milliseconds.
+        #[arg(long, env = "KEEL_REVIO_SIM_DELAY_MS", default_value_t = 200)]
+        delay_ms: u64,
+    },
 }
 
 /// `keel audit …`.

@@ -12,6 +12,7 @@ pub mod http;
 pub mod openapi;
 pub mod products;
 pub mod redact;
+pub mod revio;
 pub mod routes;
 pub mod server;
 pub mod state;

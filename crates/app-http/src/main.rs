@@ -24,6 +24,13 @@ async fn main() -> ExitCode {
         Command::Worker => keel_app_http::server::run_workers_until_signalled(settings).await,
         Command::Migrate => migrate(&settings).await,
         Command::RotatePiiKeys { batch } => rotate_pii_keys(&settings, batch).await,
+        Command::RevioSim {
+            bind,
+            webhook_url,
+            delay_ms,
+        } => keel_app_http::revio::run_dev_simulator(bind, webhook_url, delay_ms)
+            .await
+            .map_err(StartupError::Io),
         Command::Audit(AuditCommand::Verify) => match verify_audit(&settings).await {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),

@@ -11,5 +11,6 @@ mod jobs;
 mod ops;
 mod problems;
 mod rate_limits;
+mod revio_sim;
 mod support;
 mod widgets;
