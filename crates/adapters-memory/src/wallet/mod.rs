@@ -219,6 +219,10 @@ impl LedgerStore for MemoryLedgerStore {
             operation.status = settlement.to;
             operation.updated_at = settlement.at;
             operation.failure_reason = settlement.failure_reason.map(str::to_owned);
+            // A withdrawal keeps naming its hold; a deposit now names its booking.
+            if operation.transaction_id.is_none() {
+                operation.transaction_id = settlement.transaction.map(|t| t.id);
+            }
         }
         Ok(SettleOutcome::Settled)
     }

@@ -720,3 +720,15 @@ mod properties {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_ledger_keeps_the_contract() {
+    use keel_domain::testkit::ledger_store::{Fixture as Contract, run_all};
+    let jobs = MemoryJobQueue::new();
+    let store = MemoryLedgerStore::new(jobs.clone());
+    run_all(&Contract {
+        store: &store,
+        jobs: Some(&jobs),
+    })
+    .await;
+}

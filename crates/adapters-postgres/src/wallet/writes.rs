@@ -162,6 +162,14 @@ pub(crate) async fn settle_on(
             o::status.eq(s.to.as_str()),
             o::updated_at.eq(s.at),
             o::failure_reason.eq(s.failure_reason),
+            // A withdrawal keeps naming its hold; a deposit now names its booking.
+            o::transaction_id.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
+            >("COALESCE(transaction_id, ")
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(
+                s.transaction.map(|t| t.id.0),
+            )
+            .sql(")")),
         ))
         .execute(conn)
         .await?;

@@ -13,4 +13,5 @@ mod problems;
 mod rate_limits;
 mod revio_sim;
 mod support;
+mod wallet;
 mod widgets;

@@ -245,6 +245,12 @@ async fn deposits_settle_once<S: LedgerStore>(f: &Fixture<'_, S>) {
     assert_balance(store, u, 500, 0).await;
     assert_eq!(status(store, deposit.id).await, OperationStatus::Succeeded);
     assert_eq!(ok(store.transaction(tx.id).await), Some(tx.clone()));
+    let settled = ok(store.operation(deposit.id).await).unwrap_or_else(|| panic!("stored"));
+    assert_eq!(
+        settled.transaction_id,
+        Some(tx.id),
+        "a deposit names its booking"
+    );
 
     // The same event again, then another event for the final operation: nothing moves.
     let (again, _) = settle_deposit(store, &deposit, Some(&event)).await;
@@ -350,6 +356,11 @@ async fn posting_a_hold_pays_it_out<S: LedgerStore>(f: &Fixture<'_, S>) {
     assert_eq!(
         status(store, w.operation.id).await,
         OperationStatus::Succeeded
+    );
+    let paid = ok(store.operation(w.operation.id).await).unwrap_or_else(|| panic!("stored"));
+    assert_eq!(
+        paid.transaction_id, w.operation.transaction_id,
+        "a withdrawal keeps its hold"
     );
     // Other cases may move the clearing account meanwhile only if they run concurrently;
     // the suite runs its cases one by one.

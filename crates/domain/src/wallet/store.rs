@@ -129,7 +129,8 @@ pub trait LedgerStore: Send + Sync {
         receipt: Option<&'a dyn OperationReceipt>,
     ) -> Result<Booked, StoreError>;
 
-    /// Moves a pending operation to its final status with its transaction, once.
+    /// Moves a pending operation to its final status with its transaction, once. The operation
+    /// then names the transaction, unless it already named one (a withdrawal keeps its hold).
     async fn settle<'a>(&self, settlement: Settlement<'a>) -> Result<SettleOutcome, StoreError>;
 
     /// Books `reversal` (of `reversal.reverses`) with its operation.

@@ -18,20 +18,22 @@ use std::time::Duration;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
+use keel_adapters_memory::revio::{SimBehaviour, SimSigning, SimulatedRevio};
 use keel_adapters_memory::{MemoryJobQueue, MemoryLedgerStore};
-use keel_adapters_postgres::PgPool;
+use keel_adapters_postgres::{PgLedgerStore, PgPool};
 use keel_domain::jobs::{Every, JobRegistry, PeriodicJob, ScheduleError};
 use keel_domain::ratelimit::LimitClass;
 use keel_domain::wallet::{
     LedgerStore, PaymentProvider, ReconcileReport, ReconcileWallet, ReconcileWalletHandler,
     SendPayout, SendPayoutHandler, WalletPolicy, WalletService, WebhookLogStore,
 };
-use keel_domain::webhooks::WebhookVerifier;
+use keel_domain::webhooks::{StandardWebhookSecret, WebhookVerifier};
 use utoipa::OpenApi;
 
 use crate::config::{ConfigError, Settings};
 use crate::http::idempotency::idempotency_required;
 use crate::http::rate_limit::rate_limit;
+use crate::revio::{DEFAULT_PROVIDER_TIMEOUT, RevioHttpClient, build_simulator};
 use crate::state::AppState;
 
 pub use views::*;
@@ -62,9 +64,7 @@ impl Wallet {
 
     /// Postgres stores.
     pub fn postgres(pool: &PgPool) -> Self {
-        // TEMP until the Postgres ledger lands.
-        let _ = pool;
-        let store = MemoryLedgerStore::new(MemoryJobQueue::new());
+        let store = PgLedgerStore::new(pool.clone());
         Self {
             ledger: Arc::new(store.clone()),
             webhook_log: Arc::new(store),
@@ -89,42 +89,49 @@ impl Payments {
     /// The provider named by the settings (the built-in simulator unless `KEEL_REVIO_URL` is
     /// set), the webhook verifier and the ledger policy.
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
-        let provider: Arc<dyn PaymentProvider> = Arc::new(TempProvider);
+        let revio = &settings.revio;
+        let provider: Arc<dyn PaymentProvider> = if revio.simulated() {
+            Arc::new(simulator(settings)?)
+        } else {
+            Arc::new(
+                RevioHttpClient::new(revio.url.trim(), DEFAULT_PROVIDER_TIMEOUT)
+                    .map_err(|e| ConfigError::new("KEEL_REVIO_URL", e))?,
+            )
+        };
         Ok(Self {
             provider,
-            verifier: Arc::new(settings.revio.verifier()?),
+            verifier: Arc::new(revio.verifier()?),
             policy: settings.wallet.policy()?,
             reconcile_every: Duration::from_secs(settings.wallet.reconcile_interval_secs),
         })
     }
 }
 
-// TEMP until the simulator lands.
-struct TempProvider;
-#[async_trait::async_trait]
-impl PaymentProvider for TempProvider {
-    async fn create_checkout(
-        &self,
-        _: &keel_domain::wallet::CheckoutRequest,
-    ) -> Result<keel_domain::wallet::Checkout, keel_domain::wallet::ProviderError> {
-        Err(keel_domain::wallet::ProviderError::Unavailable(
-            "temp".into(),
-        ))
+/// The in-process simulator: it completes each deposit or payout after
+/// `KEEL_REVIO_SIM_DELAY_MS` and sends the signed webhook to this node's own
+/// `/api/v1/webhooks/revio`, signed the way the verifier expects (Standard Webhooks when only
+/// `KEEL_REVIO_WEBHOOK_SECRET` is set, else the simulator's RSA dev key).
+fn simulator(settings: &Settings) -> Result<SimulatedRevio, ConfigError> {
+    let revio = &settings.revio;
+    let secret = revio.webhook_secret.expose();
+    let signing = if revio.public_key.trim().is_empty() && !secret.is_empty() {
+        StandardWebhookSecret::from_whsec(secret)
+            .map(SimSigning::Standard)
+            .map_err(|e| ConfigError::new("KEEL_REVIO_WEBHOOK_SECRET", e))?
+    } else {
+        SimSigning::dev_rsa().map_err(|e| ConfigError::new("KEEL_REVIO_PUBLIC_KEY", e))?
+    };
+    let mut bind = settings.server.bind;
+    if bind.ip().is_unspecified() {
+        bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    async fn create_payout(
-        &self,
-        _: &keel_domain::wallet::PayoutRequest,
-    ) -> Result<(), keel_domain::wallet::ProviderError> {
-        Err(keel_domain::wallet::ProviderError::Unavailable(
-            "temp".into(),
-        ))
-    }
-    async fn status(
-        &self,
-        _: keel_domain::wallet::OperationId,
-    ) -> Result<keel_domain::wallet::ProviderStatus, keel_domain::wallet::ProviderError> {
-        Ok(keel_domain::wallet::ProviderStatus::Unknown)
-    }
+    let url = format!("http://{bind}/api/v1/webhooks/revio");
+    build_simulator(
+        url,
+        SimBehaviour::with_delay_ms(revio.sim_delay_ms),
+        signing,
+    )
+    .map_err(|e| ConfigError::new("KEEL_REVIO_SIM_DELAY_MS", e))
 }
 
 /// The use cases over `state`'s stores and provider.
