@@ -259,14 +259,15 @@ impl LedgerStore for MemoryLedgerStore {
             return Err(StoreError::Conflict("adjustment exists".into()));
         }
         let mut stored = adjustment.clone();
-        if let Some((operation, tx)) = booking {
-            let outcome = state.apply(&mut stored, adjustment.proposed_by, operation, tx)?;
-            if outcome != ApplyOutcome::Applied {
-                return Ok(outcome);
-            }
+        let Some((operation, tx)) = booking else {
+            state.adjustments.insert(stored.id, stored);
+            return Ok(ApplyOutcome::Proposed);
+        };
+        let outcome = state.apply(&mut stored, adjustment.proposed_by, operation, tx)?;
+        if outcome == ApplyOutcome::Applied {
+            state.adjustments.insert(stored.id, stored);
         }
-        state.adjustments.insert(stored.id, stored);
-        Ok(ApplyOutcome::Applied)
+        Ok(outcome)
     }
 
     async fn apply_adjustment(

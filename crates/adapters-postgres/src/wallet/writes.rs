@@ -245,7 +245,7 @@ pub(crate) async fn create_adjustment_on(
             ))));
         }
         // Stored, waiting for its approval: nothing to book yet.
-        return Ok(ApplyOutcome::Applied);
+        return Ok(ApplyOutcome::Proposed);
     };
     insert_operation(conn, operation).await?;
     book_adjustment(conn, transaction).await?;

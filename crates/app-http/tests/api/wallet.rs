@@ -627,3 +627,123 @@ async fn admins_reverse_once_and_large_adjustments_need_a_second_admin() {
     }
     consistent(&app, &admin).await;
 }
+
+async fn simulate(app: &TestApp, admin: &str, behaviour: Value) {
+    let response = app
+        .client
+        .put(app.url("/api/v1/admin/revio/simulator"))
+        .bearer_auth(admin)
+        .json(&behaviour)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_payout_is_dead_lettered_and_its_hold_released() {
+    let (app, stores) = spawn_with_admin(&[("KEEL_REVIO_SIM_DELAY_MS", "20")]).await;
+    let admin = admin_token(&app).await;
+    let (user, token) = mint_user(&stores, "participant").await;
+    fund(&app, &admin, &user.to_string(), 300).await;
+    let participant = app
+        .client
+        .put(app.url("/api/v1/admin/revio/simulator"))
+        .bearer_auth(&token)
+        .json(&json!({"calls": "reject"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(participant, 403, "forbidden").await;
+    simulate(&app, &admin, json!({"calls": "reject", "delay_ms": 20})).await;
+
+    let placed: Value = withdraw(&app, &token, 120, "refused-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(balance(&app, &token).await, (180, 120, 300));
+    let path = format!(
+        "/api/v1/wallet/transactions/{}",
+        placed["id"].as_str().unwrap()
+    );
+    wait_for("the hold's release", async || {
+        let op: Value = get_as(&app, &token, &path).await.json().await.unwrap();
+        op["status"] == "failed"
+    })
+    .await;
+    assert_eq!(balance(&app, &token).await, (300, 0, 300));
+    let dead: Value = get_as(&app, &admin, "/api/v1/admin/jobs/dead")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        dead["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["kind"] == "wallet.payout"),
+        "{dead}"
+    );
+    consistent(&app, &admin).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_and_out_of_order_deliveries_from_the_simulator_settle_once() {
+    let (app, stores) = spawn_with_admin(&[("KEEL_WORKERS", "0")]).await;
+    let admin = admin_token(&app).await;
+    let (_, token) = mint_user(&stores, "participant").await;
+    simulate(
+        &app,
+        &admin,
+        json!({"duplicate_webhooks": true, "out_of_order": true, "delay_ms": 20}),
+    )
+    .await;
+    let reference = deposit(&app, &token, 400).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deliveries = async || -> Vec<(String, String)> {
+        let log: Value = get_as(&app, &admin, "/api/v1/admin/webhooks/revio")
+            .await
+            .json()
+            .await
+            .unwrap();
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["outcome"].as_str().unwrap().to_owned(),
+                    d["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    wait_for("four deliveries", async || deliveries().await.len() >= 4).await;
+    let mut seen = deliveries().await;
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("duplicate".to_owned(), "duplicate-event".to_owned()),
+            ("ignored".to_owned(), "out-of-order".to_owned()),
+            ("ignored".to_owned(), "out-of-order".to_owned()),
+            ("processed".to_owned(), "settled".to_owned()),
+        ],
+        "the success and its duplicate; the contradicting failure, twice, changes nothing"
+    );
+    assert_eq!(balance(&app, &token).await, (400, 0, 400));
+    let op: Value = get_as(
+        &app,
+        &token,
+        &format!("/api/v1/wallet/transactions/{reference}"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(op["status"], "succeeded");
+}

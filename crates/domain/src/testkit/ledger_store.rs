@@ -562,7 +562,10 @@ async fn pending_adjustments_apply_once<S: LedgerStore>(f: &Fixture<'_, S>) {
     let (u, maker, checker) = (user(), user(), user());
     let pending = adjustment(u, maker, 50_000, Direction::Credit, true);
     // The answer for a stored, unbooked adjustment is not part of the contract.
-    ok(store.create_adjustment(&pending, None).await);
+    assert_eq!(
+        ok(store.create_adjustment(&pending, None).await),
+        ApplyOutcome::Proposed
+    );
     assert_eq!(
         ok(store.adjustment(pending.id).await),
         Some(pending.clone())
@@ -618,7 +621,10 @@ async fn pending_adjustments_apply_once<S: LedgerStore>(f: &Fixture<'_, S>) {
 
     // A pending debit larger than the funds is refused when applied, and stays pending.
     let debit = adjustment(u, maker, 50_001, Direction::Debit, true);
-    ok(store.create_adjustment(&debit, None).await);
+    assert_eq!(
+        ok(store.create_adjustment(&debit, None).await),
+        ApplyOutcome::Proposed
+    );
     let (op, tx) = adjustment_booking(&debit);
     assert_eq!(
         ok(store.apply_adjustment(debit.id, checker, &op, &tx).await),

@@ -76,3 +76,125 @@ impl JobHandler<SendPayout> for SendPayoutHandler {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::SystemClock;
+    use crate::identity::user::UserId;
+    use crate::jobs::JobId;
+    use crate::wallet::{
+        ApprovalPolicy, Currency, MockLedgerStore, MockPaymentProvider, Money, Operation,
+        OperationKind, SettleOutcome, Transaction, WalletPolicy,
+    };
+
+    fn ctx(attempt: u32) -> JobContext {
+        JobContext {
+            id: JobId(Uuid::now_v7()),
+            attempt,
+            max_attempts: 5,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn withdrawal() -> (Operation, Transaction) {
+        let money = Money::parse(100, "ZAR").expect("valid");
+        let mut op = Operation::new(
+            UserId(Uuid::now_v7()),
+            OperationKind::Withdrawal,
+            money,
+            Utc::now(),
+        );
+        let hold = Transaction::hold(op.user_id, money, op.id, op.created_at);
+        op.transaction_id = Some(hold.id);
+        op.destination = Some("bank:1".into());
+        (op, hold)
+    }
+
+    fn handler(store: MockLedgerStore, provider: MockPaymentProvider) -> SendPayoutHandler {
+        let policy = WalletPolicy {
+            approval: ApprovalPolicy {
+                approval_threshold: 0,
+            },
+            reconcile_after: chrono::Duration::minutes(10),
+            default_currency: Currency::parse("ZAR").expect("valid"),
+        };
+        SendPayoutHandler::new(WalletService::new(
+            Arc::new(store),
+            Arc::new(provider),
+            Arc::new(SystemClock),
+            policy,
+        ))
+    }
+
+    #[test]
+    fn the_schedule_is_at_once_then_1_5_and_15_minutes() {
+        let settings = SendPayout::settings();
+        assert_eq!(settings.max_attempts, 5);
+        assert_eq!(settings.backoff, Backoff::seconds(&[0, 60, 300, 900]));
+        let job = SendPayout {
+            operation_id: OperationId(Uuid::now_v7()),
+        };
+        assert_eq!(job.unique_key(), Some(job.operation_id.0.to_string()));
+    }
+
+    #[test]
+    fn an_unavailable_provider_is_retried_and_a_refusal_is_final() {
+        for (answer, retryable) in [
+            (ProviderError::Unavailable("503".into()), true),
+            (ProviderError::Rejected("closed account".into()), false),
+        ] {
+            let (op, _) = withdrawal();
+            let id = op.id;
+            let mut store = MockLedgerStore::new();
+            store
+                .expect_operation()
+                .returning(move |_| Ok(Some(op.clone())));
+            let mut provider = MockPaymentProvider::new();
+            let answer = answer.clone();
+            provider
+                .expect_create_payout()
+                .withf(move |r| r.reference == id && r.destination == "bank:1")
+                .times(1)
+                .returning(move |_| Err(answer.clone()));
+            let failure = futures_executor::block_on(
+                handler(store, provider).run(&ctx(1), SendPayout { operation_id: id }),
+            )
+            .expect_err("the provider failed");
+            assert_eq!(failure.is_retryable(), retryable);
+        }
+    }
+
+    #[test]
+    fn a_dead_payout_voids_its_hold() {
+        let (op, hold) = withdrawal();
+        let (id, hold_id) = (op.id, hold.id);
+        let mut store = MockLedgerStore::new();
+        store
+            .expect_operation()
+            .returning(move |_| Ok(Some(op.clone())));
+        store
+            .expect_transaction()
+            .returning(move |_| Ok(Some(hold.clone())));
+        store
+            .expect_settle()
+            .withf(move |s| {
+                s.operation == id
+                    && s.to == crate::wallet::OperationStatus::Failed
+                    && s.transaction.is_some_and(|t| t.resolves == Some(hold_id))
+                    && s.failure_reason == Some("payout failed after 5 attempt(s)")
+            })
+            .times(1)
+            .returning(|_| Ok(SettleOutcome::Settled));
+        let provider = MockPaymentProvider::new();
+        futures_executor::block_on(
+            handler(store, provider).on_dead(&ctx(5), SendPayout { operation_id: id }),
+        )
+        .expect("released");
+    }
+}

@@ -520,8 +520,13 @@ impl WalletService {
             created_at: self.clock.now(),
         };
         if needs_approval {
-            self.store.create_adjustment(&adjustment, None).await?;
-            return Ok(adjustment);
+            return match self.store.create_adjustment(&adjustment, None).await? {
+                ApplyOutcome::Proposed => Ok(adjustment),
+                other => Err(StoreError::Corrupt(format!(
+                    "a proposed adjustment was stored as {other:?}"
+                ))
+                .into()),
+            };
         }
         let (operation, transaction) = self.adjustment_booking(&adjustment);
         adjustment.approved_by = Some(admin);
@@ -534,7 +539,7 @@ impl WalletService {
         {
             ApplyOutcome::Applied => Ok(adjustment),
             ApplyOutcome::InsufficientFunds => Err(WalletError::InsufficientFunds),
-            ApplyOutcome::NotFound => Err(WalletError::NotFound),
+            ApplyOutcome::NotFound | ApplyOutcome::Proposed => Err(WalletError::NotFound),
             ApplyOutcome::AlreadyApplied => Err(WalletError::AlreadyApplied),
         }
     }
@@ -568,7 +573,7 @@ impl WalletService {
                 adjustment.operation_id = Some(operation.id);
                 Ok(adjustment)
             }
-            ApplyOutcome::NotFound => Err(WalletError::NotFound),
+            ApplyOutcome::NotFound | ApplyOutcome::Proposed => Err(WalletError::NotFound),
             ApplyOutcome::AlreadyApplied => Err(WalletError::AlreadyApplied),
             ApplyOutcome::InsufficientFunds => Err(WalletError::InsufficientFunds),
         }

@@ -90,6 +90,8 @@ pub enum ReverseOutcome {
 pub enum ApplyOutcome {
     /// Approved and booked.
     Applied,
+    /// Stored without a booking: it waits for a second admin.
+    Proposed,
     /// No such adjustment.
     NotFound,
     /// It was applied before.

@@ -3,6 +3,7 @@
 
 use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
+use keel_adapters_memory::revio::{SimBehaviour, SimulatedRevio};
 use keel_domain::identity::user::UserId;
 use keel_domain::identity::values::Role;
 use keel_domain::wallet::{AdjustmentId, Direction, TransactionId};
@@ -37,7 +38,12 @@ pub(super) fn configure(api: &mut web::ServiceConfig) {
     .service(web::resource("/admin/ledger/transactions/{id}").get(transaction))
     .service(web::resource("/admin/ledger/verify").get(verify))
     .service(web::resource("/admin/ledger/mismatches").get(mismatches))
-    .service(web::resource("/admin/webhooks/revio").get(deliveries));
+    .service(web::resource("/admin/webhooks/revio").get(deliveries))
+    .service(
+        web::resource("/admin/revio/simulator")
+            .get(simulator_behaviour)
+            .put(set_simulator_behaviour),
+    );
 }
 
 /// The admin routes' OpenAPI.
@@ -47,7 +53,8 @@ pub(super) fn openapi() -> utoipa::openapi::OpenApi {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(reverse, adjust, approve, transaction, verify, mismatches, deliveries),
+    paths(reverse, adjust, approve, transaction, verify, mismatches, deliveries,
+        simulator_behaviour, set_simulator_behaviour),
     components(schemas(NewReversal, NewAdjustment, AdjustmentView, TransactionView, PostingView,
         VerifyView, MismatchView, DeliveryView, Items<MismatchView>, Items<DeliveryView>)),
     tags((name = "ledger", description = "Ledger administration (admins)"))
@@ -269,4 +276,54 @@ pub async fn deliveries(
     Ok(HttpResponse::Ok().json(Items {
         items: found.iter().map(DeliveryView::from).collect(),
     }))
+}
+
+fn simulator(state: &AppState) -> Result<&SimulatedRevio, ApiError> {
+    state.payments.simulator.as_ref().ok_or_else(|| {
+        ApiError::problem(
+            ProblemType::NOT_FOUND,
+            "keel talks to a real provider (KEEL_REVIO_URL): there is no simulator",
+        )
+    })
+}
+
+/// How the built-in payment simulator behaves (admin; 404 with a real provider).
+#[utoipa::path(get, path = "/api/v1/admin/revio/simulator", tag = "ledger",
+    responses((status = 200, description = "the behaviour: outcome, calls, timeout_ms, duplicate_webhooks, out_of_order, send_webhooks, delay_ms"),
+        (status = 403, description = "forbidden"), (status = 404, description = "not-found")))]
+pub async fn simulator_behaviour(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    caller.0.require(&[Role::Admin])?;
+    Ok(HttpResponse::Ok().json(simulator(&state)?.behaviour()))
+}
+
+/// Tells the built-in payment simulator to fail, time out, answer 5xx, or send duplicate,
+/// out-of-order or no webhooks (admin, audited; 404 with a real provider).
+#[utoipa::path(put, path = "/api/v1/admin/revio/simulator", tag = "ledger",
+    request_body(content = String, content_type = "application/json",
+        description = "fields of the behaviour to set; omitted ones take their defaults"),
+    responses((status = 200, description = "the new behaviour"), (status = 403, description = "forbidden"),
+        (status = 404, description = "not-found"), (status = 400, description = "malformed-json")))]
+pub async fn set_simulator_behaviour(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    request_id: RequestId,
+    body: web::Json<SimBehaviour>,
+) -> Result<HttpResponse, ApiError> {
+    caller.0.require(&[Role::Admin])?;
+    let simulator = simulator(&state)?;
+    let before = simulator.behaviour();
+    let behaviour = body.into_inner();
+    let change = Change {
+        action: "revio.simulator_changed",
+        subject: "revio:simulator".into(),
+        before: serde_json::to_value(&before).ok(),
+        after: serde_json::to_value(&behaviour).ok(),
+        reason: None,
+    };
+    audit::record(&state, caller.0.id(), &request_id, change).await?;
+    simulator.set_behaviour(behaviour.clone());
+    Ok(HttpResponse::Ok().json(behaviour))
 }

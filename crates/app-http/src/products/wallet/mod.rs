@@ -83,6 +83,8 @@ pub struct Payments {
     pub policy: WalletPolicy,
     /// How often reconciliation runs.
     pub reconcile_every: Duration,
+    /// The in-process simulator, when it is the provider (admins can change its behaviour).
+    pub simulator: Option<SimulatedRevio>,
 }
 
 impl Payments {
@@ -90,19 +92,20 @@ impl Payments {
     /// set), the webhook verifier and the ledger policy.
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
         let revio = &settings.revio;
-        let provider: Arc<dyn PaymentProvider> = if revio.simulated() {
-            Arc::new(simulator(settings)?)
-        } else {
-            Arc::new(
+        let simulator = revio.simulated().then(|| simulator(settings)).transpose()?;
+        let provider: Arc<dyn PaymentProvider> = match &simulator {
+            Some(simulator) => Arc::new(simulator.clone()),
+            None => Arc::new(
                 RevioHttpClient::new(revio.url.trim(), DEFAULT_PROVIDER_TIMEOUT)
                     .map_err(|e| ConfigError::new("KEEL_REVIO_URL", e))?,
-            )
+            ),
         };
         Ok(Self {
             provider,
             verifier: Arc::new(revio.verifier()?),
             policy: settings.wallet.policy()?,
             reconcile_every: Duration::from_secs(settings.wallet.reconcile_interval_secs),
+            simulator,
         })
     }
 }
