@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod mail;
 pub mod pii;
 pub mod ratelimit;
+pub mod scoreboard;
 pub mod store_error;
 pub mod wallet;
 pub mod webhooks;

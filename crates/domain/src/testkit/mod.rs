@@ -13,4 +13,5 @@ pub mod job_queue;
 pub mod job_worker;
 pub mod ledger_store;
 pub mod rate_limiter;
+pub mod score_store;
 pub mod support;

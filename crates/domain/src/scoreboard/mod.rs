@@ -1,0 +1,29 @@
+//! Live scoreboard: server-signed action tokens, scores kept once per action, one board order
+//! shared by Postgres and the Redis sorted set.
+//!
+//! - [`token`]: `ActionTokenSigner` (HMAC-SHA256, constant-time verification, strict parsing).
+//! - [`actions`]: the server's table of action types and their score deltas.
+//! - [`ranking`]: the board order and its exact 53-bit encoding for Redis.
+//! - [`store`]: the [`ScoreStore`] (truth) and [`LeaderboardCache`] ports.
+//! - [`service`]: the use cases.
+
+pub mod actions;
+pub mod ranking;
+pub mod service;
+pub mod store;
+pub mod token;
+
+pub use actions::{ActionTable, ActionTableError};
+pub use ranking::{
+    MAX_SCORE, RankingError, Standing, board_order, composite, decompose, whole_second,
+};
+pub use service::{
+    ACTION_TTL, MAX_TOP, ScoreError, ScoreService, Scored, StartedAction, token_hash,
+};
+pub use store::{
+    ApplyScore, LeaderboardCache, RankedStanding, ScoreReceipt, ScoreStore, ScoredAction,
+};
+pub use token::{ActionClaims, ActionTokenSigner, TokenError};
+
+#[cfg(test)]
+pub use store::{MockLeaderboardCache, MockScoreStore};
