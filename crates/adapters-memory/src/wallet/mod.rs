@@ -14,10 +14,11 @@ use keel_domain::StoreError;
 use keel_domain::identity::user::UserId;
 use keel_domain::jobs::NewJob;
 use keel_domain::wallet::{
-    AccountDrift, AccountRef, Adjustment, AdjustmentId, AdjustmentStatus, ApplyOutcome, Balance,
-    Booked, Currency, HistoryCursor, HistoryFilter, LedgerReport, LedgerStore, Mismatch,
-    MismatchKind, Operation, OperationId, OperationReceipt, OperationStatus, ReverseOutcome,
-    SettleOutcome, Settlement, Transaction, TransactionId, WebhookDelivery, WebhookLogStore,
+    AccountDrift, AccountRef, Adjustment, AdjustmentId, AdjustmentReceipt, AdjustmentStatus,
+    ApplyOutcome, Balance, Booked, Currency, HistoryCursor, HistoryFilter, LedgerReport,
+    LedgerStore, Mismatch, MismatchKind, Operation, OperationId, OperationKind, OperationReceipt,
+    OperationStatus, ReverseOutcome, SettleOutcome, Settlement, Transaction, TransactionId,
+    WebhookDelivery, WebhookLogStore,
 };
 
 use crate::MemoryJobQueue;
@@ -155,6 +156,24 @@ impl LedgerStore for MemoryLedgerStore {
         Ok(false)
     }
 
+    async fn attach_checkout<'a>(
+        &self,
+        operation: &Operation,
+        _receipt: Option<&'a dyn OperationReceipt>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        match state.operations.get_mut(&operation.id) {
+            Some(stored) if stored.status == OperationStatus::Pending => {
+                stored.provider_reference = operation.provider_reference.clone();
+                Ok(false)
+            }
+            _ => Err(StoreError::Conflict(format!(
+                "deposit {} is gone or final",
+                operation.id.0
+            ))),
+        }
+    }
+
     async fn place_withdrawal<'a>(
         &self,
         operation: &Operation,
@@ -191,17 +210,21 @@ impl LedgerStore for MemoryLedgerStore {
         {
             return Ok(SettleOutcome::DuplicateEvent);
         }
-        let Some(current) = state
-            .operations
-            .get(&settlement.operation)
-            .map(|o| o.status)
-        else {
+        let Some(current) = state.operations.get(&settlement.operation).cloned() else {
             return Ok(SettleOutcome::NotFound);
         };
-        if current.is_final() {
-            return Ok(SettleOutcome::AlreadyFinal(current));
+        if current.status.is_final() {
+            return Ok(SettleOutcome::AlreadyFinal(current.status));
         }
         if let Some(tx) = settlement.transaction {
+            let own_hold = current.kind != OperationKind::Withdrawal
+                || (tx.resolves.is_some() && tx.resolves == current.transaction_id);
+            if tx.operation != Some(current.id) || !own_hold {
+                return Err(StoreError::Corrupt(format!(
+                    "transaction {} does not settle operation {}",
+                    tx.id.0, current.id.0
+                )));
+            }
             if tx
                 .resolves
                 .is_some_and(|hold| state.resolved.contains(&hold))
@@ -249,11 +272,13 @@ impl LedgerStore for MemoryLedgerStore {
         })
     }
 
+    /// The receipt is not stored (see [`Self::open_deposit`]).
     async fn create_adjustment<'a>(
         &self,
         adjustment: &Adjustment,
         booking: Option<(&'a Operation, &'a Transaction)>,
-    ) -> Result<ApplyOutcome, StoreError> {
+        _receipt: Option<&'a dyn AdjustmentReceipt>,
+    ) -> Result<(ApplyOutcome, bool), StoreError> {
         let mut state = self.lock();
         if state.adjustments.contains_key(&adjustment.id) {
             return Err(StoreError::Conflict("adjustment exists".into()));
@@ -261,13 +286,13 @@ impl LedgerStore for MemoryLedgerStore {
         let mut stored = adjustment.clone();
         let Some((operation, tx)) = booking else {
             state.adjustments.insert(stored.id, stored);
-            return Ok(ApplyOutcome::Proposed);
+            return Ok((ApplyOutcome::Proposed, false));
         };
         let outcome = state.apply(&mut stored, adjustment.proposed_by, operation, tx)?;
         if outcome == ApplyOutcome::Applied {
             state.adjustments.insert(stored.id, stored);
         }
-        Ok(outcome)
+        Ok((outcome, false))
     }
 
     async fn apply_adjustment(

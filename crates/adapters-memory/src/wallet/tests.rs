@@ -439,17 +439,33 @@ async fn large_adjustments_need_a_second_admin_and_apply_once() {
     );
     let small = f
         .wallet
-        .adjust(maker, user, zar_of(1_000), Direction::Credit, "goodwill")
+        .adjust(
+            maker,
+            user,
+            zar_of(1_000),
+            Direction::Credit,
+            "goodwill",
+            None,
+        )
         .await
-        .expect("applied");
+        .expect("applied")
+        .0;
     assert_eq!(small.approved_by, Some(maker));
     assert_eq!(f.balance(user).await.0, 1_000);
 
     let large = f
         .wallet
-        .adjust(maker, user, zar_of(5_000), Direction::Credit, "migration")
+        .adjust(
+            maker,
+            user,
+            zar_of(5_000),
+            Direction::Credit,
+            "migration",
+            None,
+        )
         .await
-        .expect("proposed");
+        .expect("proposed")
+        .0;
     assert!(large.needs_approval);
     assert_eq!(
         f.balance(user).await.0,
@@ -470,14 +486,21 @@ async fn large_adjustments_need_a_second_admin_and_apply_once() {
 
     let too_much = f
         .wallet
-        .adjust(maker, user, zar_of(7_000), Direction::Debit, "error")
+        .adjust(maker, user, zar_of(7_000), Direction::Debit, "error", None)
         .await
-        .expect("proposed");
+        .expect("proposed")
+        .0;
     assert!(matches!(
         f.wallet.approve(checker, too_much.id).await,
         Err(WalletError::InsufficientFunds)
     ));
     assert_eq!(f.balance(user).await.0, 6_000);
+    assert!(matches!(
+        f.wallet
+            .adjust(maker, maker, zar_of(10), Direction::Credit, "for me", None)
+            .await,
+        Err(WalletError::SelfAdjustment)
+    ));
     f.consistent().await;
 }
 
@@ -692,8 +715,8 @@ mod properties {
                         }
                         Step::Adjust { user, minor, credit } => {
                             let direction = if credit { Direction::Credit } else { Direction::Debit };
-                            match f.wallet.adjust(admin, users[user], zar_of(minor), direction, "test").await {
-                                Ok(adjustment) => {
+                            match f.wallet.adjust(admin, users[user], zar_of(minor), direction, "test", None).await {
+                                Ok((adjustment, _)) => {
                                     let signed = if credit { minor } else { -minor };
                                     model[user].0 += signed;
                                     if let Some(op) = adjustment.operation_id {
@@ -731,4 +754,44 @@ async fn memory_ledger_keeps_the_contract() {
         jobs: Some(&jobs),
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_dead_payout_the_provider_made_is_posted_not_released() {
+    let f = fixture();
+    let user = UserId(Uuid::now_v7());
+    f.funded(user, 300).await;
+    let placed = f
+        .wallet
+        .withdraw(user, zar_of(100), "bank:1", None)
+        .await
+        .expect("placed");
+    f.provider
+        .statuses
+        .lock()
+        .expect("ok")
+        .insert(placed.operation.id, ProviderStatus::Pending);
+    f.wallet
+        .release_withdrawal(placed.operation.id, "dead")
+        .await
+        .expect("asked");
+    assert_eq!(
+        f.balance(user).await,
+        (200, 100, 300),
+        "still in flight: held"
+    );
+    f.provider.statuses.lock().expect("ok").insert(
+        placed.operation.id,
+        ProviderStatus::Succeeded { money: zar_of(100) },
+    );
+    f.wallet
+        .release_withdrawal(placed.operation.id, "dead")
+        .await
+        .expect("asked");
+    assert_eq!(
+        f.balance(user).await,
+        (200, 0, 200),
+        "paid: posted, not released"
+    );
+    f.consistent().await;
 }

@@ -29,10 +29,10 @@ use keel_domain::StoreError;
 use keel_domain::identity::user::UserId;
 use keel_domain::jobs::NewJob;
 use keel_domain::wallet::{
-    AccountRef, Adjustment, AdjustmentId, ApplyOutcome, Balance, Booked, Currency, HistoryCursor,
-    HistoryFilter, LedgerReport, LedgerStore, Mismatch, Operation, OperationId, OperationReceipt,
-    ReverseOutcome, SettleOutcome, Settlement, Transaction, TransactionId, WebhookDelivery,
-    WebhookLogStore,
+    AccountRef, Adjustment, AdjustmentId, AdjustmentReceipt, ApplyOutcome, Balance, Booked,
+    Currency, HistoryCursor, HistoryFilter, LedgerReport, LedgerStore, Mismatch, Operation,
+    OperationId, OperationReceipt, ReverseOutcome, SettleOutcome, Settlement, Transaction,
+    TransactionId, WebhookDelivery, WebhookLogStore,
 };
 
 use crate::PgPool;
@@ -66,6 +66,21 @@ impl LedgerStore for PgLedgerStore {
         outcome(
             conn.transaction(async |conn| writes::open_deposit_on(conn, operation, receipt).await)
                 .await,
+        )
+    }
+
+    /// The receipt commits with the reference (`complete_in`).
+    async fn attach_checkout<'a>(
+        &self,
+        operation: &Operation,
+        receipt: Option<&'a dyn OperationReceipt>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get().await?;
+        outcome(
+            conn.transaction(async |conn| {
+                writes::attach_checkout_on(conn, operation, receipt).await
+            })
+            .await,
         )
     }
 
@@ -113,18 +128,34 @@ impl LedgerStore for PgLedgerStore {
         )
     }
 
+    /// The receipt commits with the adjustment (`complete_in`).
     async fn create_adjustment<'a>(
         &self,
         adjustment: &Adjustment,
         booking: Option<(&'a Operation, &'a Transaction)>,
-    ) -> Result<ApplyOutcome, StoreError> {
+        receipt: Option<&'a dyn AdjustmentReceipt>,
+    ) -> Result<(ApplyOutcome, bool), StoreError> {
         if let Some((_, tx)) = booking {
             validated(tx)?;
         }
         let mut conn = self.pool.get().await?;
         outcome(
             conn.transaction(async |conn| {
-                writes::create_adjustment_on(conn, adjustment, booking).await
+                let applied = writes::create_adjustment_on(conn, adjustment, booking)
+                    .await
+                    .map_err(|a| a.map(|o| (o, false)))?;
+                let stored = match applied {
+                    ApplyOutcome::Applied | ApplyOutcome::Proposed => {
+                        let mut stored = adjustment.clone();
+                        if let Some((operation, _)) = booking {
+                            stored.status = keel_domain::wallet::AdjustmentStatus::Applied;
+                            stored.operation_id = Some(operation.id);
+                        }
+                        writes::store_adjustment_receipt(conn, receipt, &stored).await?
+                    }
+                    _ => false,
+                };
+                Ok((applied, stored))
             })
             .await,
         )

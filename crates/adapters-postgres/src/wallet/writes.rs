@@ -8,8 +8,9 @@ use keel_domain::StoreError;
 use keel_domain::identity::user::UserId;
 use keel_domain::jobs::NewJob;
 use keel_domain::wallet::{
-    Adjustment, AdjustmentId, AdjustmentStatus, ApplyOutcome, Booked, Operation, OperationReceipt,
-    OperationStatus, ReverseOutcome, SettleOutcome, Settlement, Transaction,
+    Adjustment, AdjustmentId, AdjustmentReceipt, AdjustmentStatus, ApplyOutcome, Booked, Operation,
+    OperationKind, OperationReceipt, OperationStatus, ReverseOutcome, SettleOutcome, Settlement,
+    Transaction,
 };
 use uuid::Uuid;
 
@@ -41,6 +42,17 @@ impl<O> From<diesel::result::Error> for Abort<O> {
 impl<O> From<StoreError> for Abort<O> {
     fn from(e: StoreError) -> Self {
         Self::Store(e)
+    }
+}
+
+impl<O> Abort<O> {
+    /// The same abort with its business answer mapped by `f`.
+    pub(crate) fn map<P>(self, f: impl FnOnce(O) -> P) -> Abort<P> {
+        match self {
+            Self::Db(e) => Abort::Db(e),
+            Self::Store(e) => Abort::Store(e),
+            Self::Outcome(o) => Abort::Outcome(f(o)),
+        }
     }
 }
 
@@ -89,6 +101,42 @@ pub(crate) async fn open_deposit_on(
     Ok(store_receipt(conn, receipt, operation).await?)
 }
 
+pub(crate) async fn attach_checkout_on(
+    conn: &mut AsyncPgConnection,
+    operation: &Operation,
+    receipt: Option<&dyn OperationReceipt>,
+) -> Result<bool, Abort<bool>> {
+    let updated = diesel::update(
+        o::table
+            .filter(o::id.eq(operation.id.0))
+            .filter(o::status.eq(OperationStatus::Pending.as_str())),
+    )
+    .set(o::provider_reference.eq(operation.provider_reference.as_deref()))
+    .execute(conn)
+    .await?;
+    if updated == 0 {
+        return Err(Abort::Store(StoreError::Conflict(format!(
+            "deposit {} is gone or final",
+            operation.id.0
+        ))));
+    }
+    Ok(store_receipt(conn, receipt, operation).await?)
+}
+
+/// Stores an adjustment's idempotent response in the current transaction.
+pub(crate) async fn store_adjustment_receipt(
+    conn: &mut AsyncPgConnection,
+    receipt: Option<&dyn AdjustmentReceipt>,
+    adjustment: &Adjustment,
+) -> Result<bool, StoreError> {
+    let Some(receipt) = receipt else {
+        return Ok(false);
+    };
+    let response = receipt.response(adjustment)?;
+    complete_in(conn, receipt.claim(), &response).await?;
+    Ok(true)
+}
+
 pub(crate) async fn place_withdrawal_on(
     conn: &mut AsyncPgConnection,
     operation: &Operation,
@@ -118,16 +166,28 @@ pub(crate) async fn settle_on(
             "an operation settles to a final status".into(),
         )));
     }
-    let status: Option<String> = o::table
+    // FOR NO KEY UPDATE: enough to serialise settlements, without blocking the foreign-key
+    // checks of rows that reference the operation.
+    let current: Option<(String, String, Option<Uuid>)> = o::table
         .filter(o::id.eq(s.operation.0))
-        .select(o::status)
-        .for_update()
+        .select((o::status, o::kind, o::transaction_id))
+        .for_no_key_update()
         .first(conn)
         .await
         .optional()?;
-    let Some(status) = status else {
+    let Some((status, kind, hold)) = current else {
         return Ok(SettleOutcome::NotFound);
     };
+    if let Some(tx) = s.transaction {
+        let own_hold = kind != OperationKind::Withdrawal.as_str()
+            || (tx.resolves.is_some() && tx.resolves.map(|t| t.0) == hold);
+        if tx.operation != Some(s.operation) || !own_hold {
+            return Err(Abort::Store(corrupt(format!(
+                "transaction {} does not settle operation {}",
+                tx.id.0, s.operation.0
+            ))));
+        }
+    }
     if let Some(event) = s.provider_event {
         let recorded = diesel::insert_into(e::table)
             .values((

@@ -86,6 +86,16 @@ fn malformed(e: reqwest::Error) -> ProviderError {
     ProviderError::Unavailable(format!("malformed answer: {}", describe(e)))
 }
 
+impl RevioHttpClient {
+    /// A POST carrying our operation id as `Idempotency-Key`, so a retry after a timeout never
+    /// creates a second checkout or payout at the provider.
+    fn idempotent_post(&self, path: &str, reference: OperationId) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .header("Idempotency-Key", reference.0.to_string())
+    }
+}
+
 #[async_trait]
 impl PaymentProvider for RevioHttpClient {
     async fn create_checkout(&self, request: &CheckoutRequest) -> Result<Checkout, ProviderError> {
@@ -95,7 +105,10 @@ impl PaymentProvider for RevioHttpClient {
             currency: request.money.currency.to_string(),
         };
         let response = self
-            .send(self.client.post(self.url("/v1/checkouts")).json(&body))
+            .send(
+                self.idempotent_post("/v1/checkouts", request.reference)
+                    .json(&body),
+            )
             .await?;
         response.json::<Checkout>().await.map_err(malformed)
     }
@@ -107,8 +120,11 @@ impl PaymentProvider for RevioHttpClient {
             currency: request.money.currency.to_string(),
             destination: request.destination.clone(),
         };
-        self.send(self.client.post(self.url("/v1/payouts")).json(&body))
-            .await?;
+        self.send(
+            self.idempotent_post("/v1/payouts", request.reference)
+                .json(&body),
+        )
+        .await?;
         Ok(())
     }
 

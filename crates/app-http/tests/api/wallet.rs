@@ -133,7 +133,7 @@ async fn fund(app: &TestApp, admin: &str, user: &str, minor: i64) {
         app,
         admin,
         "/api/v1/admin/ledger/adjustments",
-        None,
+        Some(&Uuid::now_v7().to_string()),
         json!({"user_id": user, "amount_minor": minor, "currency": "ZAR",
                "direction": "credit", "reason": "test funding"}),
     )
@@ -151,6 +151,15 @@ async fn admin_token(app: &TestApp) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+async fn admin_id(app: &TestApp, admin: &str) -> String {
+    let me: Value = get_as(app, admin, "/api/v1/users/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    me["id"].as_str().unwrap().to_owned()
 }
 
 async fn consistent(app: &TestApp, admin: &str) {
@@ -583,15 +592,45 @@ async fn admins_reverse_once_and_large_adjustments_need_a_second_admin() {
 
     let large = json!({"user_id": user.to_string(), "amount_minor": 5_000, "currency": "ZAR",
                        "direction": "credit", "reason": "migration"});
-    let proposed = post_as(
+    let no_key = post_as(
         &app,
         &admin,
         "/api/v1/admin/ledger/adjustments",
         None,
-        large,
+        large.clone(),
+    )
+    .await;
+    assert_problem(no_key, 400, "invalid-header").await;
+    let proposed = post_as(
+        &app,
+        &admin,
+        "/api/v1/admin/ledger/adjustments",
+        Some("adj-1"),
+        large.clone(),
     )
     .await;
     assert_eq!(proposed.status(), 202);
+    // A retry of the same request replays the proposal: one adjustment, not two.
+    let retried = post_as(
+        &app,
+        &admin,
+        "/api/v1/admin/ledger/adjustments",
+        Some("adj-1"),
+        large,
+    )
+    .await;
+    assert_eq!(retried.status(), 202);
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    let own_wallet = post_as(
+        &app,
+        &admin,
+        "/api/v1/admin/ledger/adjustments",
+        Some("adj-2"),
+        json!({"user_id": admin_id(&app, &admin).await, "amount_minor": 5, "currency": "ZAR",
+               "direction": "credit", "reason": "for me"}),
+    )
+    .await;
+    assert_problem(own_wallet, 403, "forbidden").await;
     let proposed: Value = proposed.json().await.unwrap();
     assert_eq!(proposed["status"], "pending_approval");
     let approve = format!(

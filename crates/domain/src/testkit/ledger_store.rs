@@ -533,8 +533,9 @@ async fn immediate_adjustments_book_at_once<S: LedgerStore>(f: &Fixture<'_, S>) 
     credit.operation_id = Some(operation.id);
     assert_eq!(
         ok(store
-            .create_adjustment(&credit, Some((&operation, &tx)))
-            .await),
+            .create_adjustment(&credit, Some((&operation, &tx)), None)
+            .await)
+        .0,
         ApplyOutcome::Applied
     );
     assert_balance(store, u, 700, 0).await;
@@ -548,8 +549,9 @@ async fn immediate_adjustments_book_at_once<S: LedgerStore>(f: &Fixture<'_, S>) 
     debit.operation_id = Some(operation.id);
     assert_eq!(
         ok(store
-            .create_adjustment(&debit, Some((&operation, &tx)))
-            .await),
+            .create_adjustment(&debit, Some((&operation, &tx)), None)
+            .await)
+        .0,
         ApplyOutcome::InsufficientFunds
     );
     assert_eq!(ok(store.adjustment(debit.id).await), None);
@@ -561,9 +563,8 @@ async fn pending_adjustments_apply_once<S: LedgerStore>(f: &Fixture<'_, S>) {
     let store = f.store;
     let (u, maker, checker) = (user(), user(), user());
     let pending = adjustment(u, maker, 50_000, Direction::Credit, true);
-    // The answer for a stored, unbooked adjustment is not part of the contract.
     assert_eq!(
-        ok(store.create_adjustment(&pending, None).await),
+        ok(store.create_adjustment(&pending, None, None).await).0,
         ApplyOutcome::Proposed
     );
     assert_eq!(
@@ -622,7 +623,7 @@ async fn pending_adjustments_apply_once<S: LedgerStore>(f: &Fixture<'_, S>) {
     // A pending debit larger than the funds is refused when applied, and stays pending.
     let debit = adjustment(u, maker, 50_001, Direction::Debit, true);
     assert_eq!(
-        ok(store.create_adjustment(&debit, None).await),
+        ok(store.create_adjustment(&debit, None, None).await).0,
         ApplyOutcome::Proposed
     );
     let (op, tx) = adjustment_booking(&debit);

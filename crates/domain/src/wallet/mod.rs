@@ -44,8 +44,8 @@ pub use service::{
     DepositOpened, EventOutcome, Recorded, WalletError, WalletPolicy, WalletService,
 };
 pub use store::{
-    ApplyOutcome, Booked, LedgerStore, OperationReceipt, ReverseOutcome, SettleOutcome, Settlement,
-    WebhookLogStore,
+    AdjustmentReceipt, ApplyOutcome, Booked, LedgerStore, OperationReceipt, ReverseOutcome,
+    SettleOutcome, Settlement, WebhookLogStore,
 };
 pub use transaction::{LedgerRuleError, Posting, Transaction, TransactionId, TransactionKind};
 pub use verify::{AccountDrift, LedgerReport};

@@ -20,15 +20,19 @@ const ISO_4217: &[&str] = &[
     "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
 ];
 
+/// The largest amount of one operation, in minor units (10^12: ten billion units of a
+/// two-decimal currency). The cap keeps every balance far from `i64` overflow.
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000;
+
 /// Why a currency or amount was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
     /// Not an active ISO 4217 code (three upper-case letters).
     #[error("not an ISO 4217 currency code")]
     UnknownCurrency,
-    /// Amounts are positive whole minor units.
-    #[error("the amount must be at least 1 minor unit")]
-    NotPositive,
+    /// Amounts are whole minor units from 1 to [`MAX_AMOUNT_MINOR`].
+    #[error("the amount must be 1 to 1000000000000 minor units")]
+    OutOfRange,
     /// A sum left the i64 range.
     #[error("the amount overflows")]
     Overflow,
@@ -85,12 +89,12 @@ impl From<Currency> for String {
 pub struct Amount(i64);
 
 impl Amount {
-    /// `minor` units, if at least 1.
+    /// `minor` units, if 1 to [`MAX_AMOUNT_MINOR`].
     pub fn new(minor: i64) -> Result<Self, MoneyError> {
-        if minor >= 1 {
+        if (1..=MAX_AMOUNT_MINOR).contains(&minor) {
             Ok(Self(minor))
         } else {
-            Err(MoneyError::NotPositive)
+            Err(MoneyError::OutOfRange)
         }
     }
 
@@ -171,9 +175,17 @@ mod tests {
 
     #[test]
     fn amounts_are_positive() {
-        assert_eq!(Amount::new(0), Err(MoneyError::NotPositive));
-        assert_eq!(Amount::new(-5), Err(MoneyError::NotPositive));
-        assert_eq!(Amount::new(i64::MAX).map(Amount::minor), Ok(i64::MAX));
+        assert_eq!(Amount::new(0), Err(MoneyError::OutOfRange));
+        assert_eq!(Amount::new(-5), Err(MoneyError::OutOfRange));
+        assert_eq!(
+            Amount::new(MAX_AMOUNT_MINOR).map(Amount::minor),
+            Ok(MAX_AMOUNT_MINOR)
+        );
+        assert_eq!(
+            Amount::new(MAX_AMOUNT_MINOR + 1),
+            Err(MoneyError::OutOfRange)
+        );
+        assert_eq!(Amount::new(i64::MAX), Err(MoneyError::OutOfRange));
         assert_eq!(Amount::new(7).map(Amount::negated), Ok(-7));
     }
 

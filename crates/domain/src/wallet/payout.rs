@@ -191,10 +191,75 @@ mod tests {
             })
             .times(1)
             .returning(|_| Ok(SettleOutcome::Settled));
-        let provider = MockPaymentProvider::new();
+        let mut provider = MockPaymentProvider::new();
+        provider
+            .expect_status()
+            .times(1)
+            .returning(|_| Ok(crate::wallet::ProviderStatus::Unknown));
         futures_executor::block_on(
             handler(store, provider).on_dead(&ctx(5), SendPayout { operation_id: id }),
         )
         .expect("released");
+    }
+
+    #[test]
+    fn a_dead_payout_the_provider_made_is_posted_and_one_in_flight_is_left_pending() {
+        let (op, hold) = withdrawal();
+        let (id, money, hold_id) = (op.id, op.money, hold.id);
+        let mut store = MockLedgerStore::new();
+        store
+            .expect_operation()
+            .returning(move |_| Ok(Some(op.clone())));
+        store
+            .expect_transaction()
+            .returning(move |_| Ok(Some(hold.clone())));
+        store
+            .expect_settle()
+            .withf(move |s| {
+                s.to == crate::wallet::OperationStatus::Succeeded
+                    && s.transaction.is_some_and(|t| {
+                        t.resolves == Some(hold_id)
+                            && t.kind == crate::wallet::TransactionKind::PostHold
+                    })
+            })
+            .times(1)
+            .returning(|_| Ok(SettleOutcome::Settled));
+        let mut provider = MockPaymentProvider::new();
+        let mut answers = vec![
+            Ok(crate::wallet::ProviderStatus::Pending),
+            Ok(crate::wallet::ProviderStatus::Succeeded { money }),
+        ];
+        provider.expect_status().times(2).returning(move |_| {
+            answers
+                .pop()
+                .unwrap_or(Err(ProviderError::Unavailable("x".into())))
+        });
+        let handler = handler(store, provider);
+        // First the provider has paid: posted. (The mock answers from the end of the list.)
+        futures_executor::block_on(handler.on_dead(&ctx(5), SendPayout { operation_id: id }))
+            .expect("posted");
+        // Then (another dead job of the same payout) it is still in flight: nothing is settled.
+        futures_executor::block_on(handler.on_dead(&ctx(5), SendPayout { operation_id: id }))
+            .expect("left pending");
+    }
+
+    #[test]
+    fn a_provider_that_cannot_be_asked_keeps_the_hold_until_it_can() {
+        let (op, _) = withdrawal();
+        let id = op.id;
+        let mut store = MockLedgerStore::new();
+        store
+            .expect_operation()
+            .returning(move |_| Ok(Some(op.clone())));
+        store.expect_settle().never();
+        let mut provider = MockPaymentProvider::new();
+        provider
+            .expect_status()
+            .returning(|_| Err(ProviderError::Unavailable("down".into())));
+        let failure = futures_executor::block_on(
+            handler(store, provider).on_dead(&ctx(5), SendPayout { operation_id: id }),
+        )
+        .expect_err("asked again later");
+        assert!(failure.is_retryable());
     }
 }

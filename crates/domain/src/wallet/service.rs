@@ -12,10 +12,13 @@ use super::operation::{
     Direction, HistoryCursor, HistoryFilter, Operation, OperationId, OperationKind, OperationStatus,
 };
 use super::payout::SendPayout;
-use super::provider::{Checkout, CheckoutRequest, PaymentProvider, ProviderError, ProviderEvent};
+use super::provider::{
+    Checkout, CheckoutRequest, PaymentProvider, ProviderError, ProviderEvent, ProviderStatus,
+};
 use super::reconcile::{Mismatch, MismatchKind};
 use super::store::{
-    ApplyOutcome, Booked, LedgerStore, OperationReceipt, ReverseOutcome, SettleOutcome, Settlement,
+    AdjustmentReceipt, ApplyOutcome, Booked, LedgerStore, OperationReceipt, ReverseOutcome,
+    SettleOutcome, Settlement,
 };
 use super::transaction::{Transaction, TransactionId};
 use super::verify::LedgerReport;
@@ -57,6 +60,9 @@ pub enum WalletError {
     /// Maker-checker: the proposer cannot approve their own adjustment.
     #[error("a second admin must approve this adjustment")]
     SameApprover,
+    /// An admin cannot adjust their own wallet.
+    #[error("admins cannot adjust their own wallet")]
+    SelfAdjustment,
     /// The provider could not be reached; retry later.
     #[error(transparent)]
     Provider(#[from] ProviderError),
@@ -168,15 +174,22 @@ impl WalletService {
         receipt: Option<&dyn OperationReceipt>,
     ) -> Result<DepositOpened, WalletError> {
         let mut operation = Operation::new(user, OperationKind::Deposit, money, self.clock.now());
-        let checkout = self
-            .provider
-            .create_checkout(&CheckoutRequest {
-                reference: operation.id,
-                money,
-            })
-            .await?;
+        // The operation exists before the provider hears of it, so its webhook always finds it.
+        self.store.open_deposit(&operation, None).await?;
+        let request = CheckoutRequest {
+            reference: operation.id,
+            money,
+        };
+        let checkout = match self.provider.create_checkout(&request).await {
+            Ok(checkout) => checkout,
+            Err(e) => {
+                let reason = format!("the checkout could not be opened: {e}");
+                self.finish(&operation, false, None, Some(&reason)).await?;
+                return Err(e.into());
+            }
+        };
         operation.provider_reference = Some(checkout.checkout_reference.clone());
-        let receipt_stored = self.store.open_deposit(&operation, receipt).await?;
+        let receipt_stored = self.store.attach_checkout(&operation, receipt).await?;
         Ok(DepositOpened {
             operation,
             checkout,
@@ -321,7 +334,10 @@ impl WalletService {
         Ok(())
     }
 
-    /// Fails a pending withdrawal and releases its hold (the payout job is dead). Idempotent.
+    /// Settles a withdrawal whose payout job is dead, as the provider knows it: a payout the
+    /// provider made is posted, one it still processes is left pending (for its webhook or
+    /// reconciliation), and one it never made or refused is failed and its hold released.
+    /// Idempotent. A provider that cannot be asked is an error: the caller asks again later.
     pub async fn release_withdrawal(
         &self,
         id: OperationId,
@@ -335,7 +351,25 @@ impl WalletService {
         if operation.status.is_final() {
             return Ok(());
         }
-        match self.finish(&operation, false, None, Some(reason)).await? {
+        let succeeded = match self.provider.status(operation.id).await {
+            Ok(ProviderStatus::Succeeded { money }) if money == operation.money => true,
+            Ok(ProviderStatus::Succeeded { money }) => {
+                let detail = format!("provider paid {money}, expected {}", operation.money);
+                self.report(Some(operation.id), MismatchKind::AmountDiffers, &detail)
+                    .await?;
+                return Ok(());
+            }
+            Ok(ProviderStatus::Pending) => return Ok(()),
+            // Refused or never seen (a 4xx on the status call means the provider has no such
+            // payout): the money did not leave.
+            Ok(ProviderStatus::Failed { .. } | ProviderStatus::Unknown)
+            | Err(ProviderError::Rejected(_)) => false,
+            Err(e @ ProviderError::Unavailable(_)) => return Err(e.into()),
+        };
+        match self
+            .finish(&operation, succeeded, None, Some(reason))
+            .await?
+        {
             SettleOutcome::Settled
             | SettleOutcome::AlreadyFinal(_)
             | SettleOutcome::DuplicateEvent => Ok(()),
@@ -362,11 +396,15 @@ impl WalletService {
             )),
             (OperationKind::Withdrawal, _) => {
                 let hold = self.hold_of(operation).await?;
-                if succeeded {
+                let resolution = if succeeded {
                     Transaction::post_hold(&hold, now)
                 } else {
                     Transaction::void_hold(&hold, now)
-                }
+                };
+                // Settling a withdrawal without resolving its hold would strand the money.
+                Some(resolution.ok_or_else(|| {
+                    StoreError::Corrupt(format!("withdrawal {} holds no hold", operation.id.0))
+                })?)
             }
             _ => None,
         };
@@ -503,8 +541,12 @@ impl WalletService {
         money: Money,
         direction: Direction,
         reason: &str,
-    ) -> Result<Adjustment, WalletError> {
+        receipt: Option<&dyn AdjustmentReceipt>,
+    ) -> Result<(Adjustment, bool), WalletError> {
         let reason = checked_text("reason", reason, MAX_REASON_CHARS)?;
+        if admin == user {
+            return Err(WalletError::SelfAdjustment);
+        }
         let needs_approval = self.policy.approval.needs_approval(&money);
         let mut adjustment = Adjustment {
             id: AdjustmentId(Uuid::now_v7()),
@@ -520,9 +562,13 @@ impl WalletService {
             created_at: self.clock.now(),
         };
         if needs_approval {
-            return match self.store.create_adjustment(&adjustment, None).await? {
-                ApplyOutcome::Proposed => Ok(adjustment),
-                other => Err(StoreError::Corrupt(format!(
+            return match self
+                .store
+                .create_adjustment(&adjustment, None, receipt)
+                .await?
+            {
+                (ApplyOutcome::Proposed, stored) => Ok((adjustment, stored)),
+                (other, _) => Err(StoreError::Corrupt(format!(
                     "a proposed adjustment was stored as {other:?}"
                 ))
                 .into()),
@@ -534,13 +580,13 @@ impl WalletService {
         adjustment.operation_id = Some(operation.id);
         match self
             .store
-            .create_adjustment(&adjustment, Some((&operation, &transaction)))
+            .create_adjustment(&adjustment, Some((&operation, &transaction)), receipt)
             .await?
         {
-            ApplyOutcome::Applied => Ok(adjustment),
-            ApplyOutcome::InsufficientFunds => Err(WalletError::InsufficientFunds),
-            ApplyOutcome::NotFound | ApplyOutcome::Proposed => Err(WalletError::NotFound),
-            ApplyOutcome::AlreadyApplied => Err(WalletError::AlreadyApplied),
+            (ApplyOutcome::Applied, stored) => Ok((adjustment, stored)),
+            (ApplyOutcome::InsufficientFunds, _) => Err(WalletError::InsufficientFunds),
+            (ApplyOutcome::NotFound | ApplyOutcome::Proposed, _) => Err(WalletError::NotFound),
+            (ApplyOutcome::AlreadyApplied, _) => Err(WalletError::AlreadyApplied),
         }
     }
 

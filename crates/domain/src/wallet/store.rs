@@ -27,6 +27,16 @@ pub trait OperationReceipt: Send + Sync {
     fn response(&self, operation: &Operation) -> Result<StoredResponse, StoreError>;
 }
 
+/// An admin adjustment's response committed in the adjustment's own transaction, so a retry
+/// replays it instead of booking again.
+pub trait AdjustmentReceipt: Send + Sync {
+    /// The `Idempotency-Key` claim the response completes.
+    fn claim(&self) -> &Claim;
+
+    /// The response to store for `adjustment` as stored.
+    fn response(&self, adjustment: &Adjustment) -> Result<StoredResponse, StoreError>;
+}
+
 /// What a write that may spend wallet funds did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Booked {
@@ -121,6 +131,14 @@ pub trait LedgerStore: Send + Sync {
         receipt: Option<&'a dyn OperationReceipt>,
     ) -> Result<bool, StoreError>;
 
+    /// Records the provider's checkout reference (`operation.provider_reference`) on a pending
+    /// deposit, with `receipt`; a deposit that is gone or final is a `Conflict`.
+    async fn attach_checkout<'a>(
+        &self,
+        operation: &Operation,
+        receipt: Option<&'a dyn OperationReceipt>,
+    ) -> Result<bool, StoreError>;
+
     /// Stores a withdrawal with its hold and enqueues `jobs` (the payout) in one unit of work,
     /// unless the hold would overdraw the wallet.
     async fn place_withdrawal<'a>(
@@ -133,6 +151,8 @@ pub trait LedgerStore: Send + Sync {
 
     /// Moves a pending operation to its final status with its transaction, once. The operation
     /// then names the transaction, unless it already named one (a withdrawal keeps its hold).
+    /// The transaction must belong to the operation (`transaction.operation`), and a withdrawal's
+    /// must resolve its own hold; anything else is `Corrupt` and nothing changes.
     async fn settle<'a>(&self, settlement: Settlement<'a>) -> Result<SettleOutcome, StoreError>;
 
     /// Books `reversal` (of `reversal.reverses`) with its operation.
@@ -144,12 +164,14 @@ pub trait LedgerStore: Send + Sync {
     ) -> Result<ReverseOutcome, StoreError>;
 
     /// Stores an adjustment; when `booking` is given (under the approval threshold) it is
-    /// applied in the same unit of work.
+    /// applied in the same unit of work, and so is `receipt`. Returns the outcome and whether
+    /// the receipt was stored.
     async fn create_adjustment<'a>(
         &self,
         adjustment: &Adjustment,
         booking: Option<(&'a Operation, &'a Transaction)>,
-    ) -> Result<ApplyOutcome, StoreError>;
+        receipt: Option<&'a dyn AdjustmentReceipt>,
+    ) -> Result<(ApplyOutcome, bool), StoreError>;
 
     /// Approves a pending adjustment by `approver` and books it, once.
     async fn apply_adjustment(

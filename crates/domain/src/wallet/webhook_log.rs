@@ -67,6 +67,8 @@ pub struct WebhookDelivery {
 
 /// Largest body kept in the log.
 pub const MAX_LOGGED_BODY: usize = 16 * 1024;
+/// Largest body kept for a rejected delivery.
+pub const MAX_LOGGED_REJECTED_BODY: usize = 1024;
 
 impl WebhookDelivery {
     /// A log entry for `body` received at `at`.
@@ -77,7 +79,12 @@ impl WebhookDelivery {
         reason: impl Into<String>,
         body: &[u8],
     ) -> Self {
-        let kept = &body[..body.len().min(MAX_LOGGED_BODY)];
+        let limit = match outcome {
+            // Anyone can send a refused delivery: keep just enough to diagnose it.
+            DeliveryOutcome::Rejected => MAX_LOGGED_REJECTED_BODY,
+            _ => MAX_LOGGED_BODY,
+        };
+        let kept = &body[..body.len().min(limit)];
         Self {
             id: Uuid::now_v7(),
             received_at: at,
@@ -85,7 +92,25 @@ impl WebhookDelivery {
             event_type: None,
             outcome,
             reason: reason.into(),
-            body: String::from_utf8_lossy(kept).into_owned(),
+            // Postgres text cannot hold NUL.
+            body: String::from_utf8_lossy(kept).replace('\0', "\u{FFFD}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_kept_as_text_postgres_can_store() {
+        let at = Utc::now();
+        let kept = WebhookDelivery::new(at, None, DeliveryOutcome::Processed, "ok", b"a\0b\xff");
+        assert_eq!(kept.body, "a\u{FFFD}b\u{FFFD}");
+        let big = vec![b'x'; 100_000];
+        let rejected = WebhookDelivery::new(at, None, DeliveryOutcome::Rejected, "bad", &big);
+        assert_eq!(rejected.body.len(), MAX_LOGGED_REJECTED_BODY);
+        let processed = WebhookDelivery::new(at, None, DeliveryOutcome::Processed, "ok", &big);
+        assert_eq!(processed.body.len(), MAX_LOGGED_BODY);
     }
 }

@@ -1,12 +1,15 @@
 //! `/admin/ledger` and `/admin/webhooks`: reversals, maker-checker adjustments, the ledger
 //! check, reconciliation findings and the webhook log (admins only; changes audited).
 
+use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
 use keel_adapters_memory::revio::{SimBehaviour, SimulatedRevio};
+use keel_domain::StoreError;
+use keel_domain::idempotency::{Claim, StoredResponse};
 use keel_domain::identity::user::UserId;
 use keel_domain::identity::values::Role;
-use keel_domain::wallet::{AdjustmentId, Direction, TransactionId};
+use keel_domain::wallet::{Adjustment, AdjustmentId, AdjustmentReceipt, Direction, TransactionId};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 use uuid::Uuid;
@@ -20,7 +23,7 @@ use super::views::{
 };
 use crate::http::audit::{self, Change};
 use crate::http::auth::Authenticated;
-use crate::http::idempotency::{IdempotencyClaim, idempotency_required};
+use crate::http::idempotency::{IdempotencyClaim, idempotency_required, stored_json};
 use crate::http::page::DEFAULT_LIMIT;
 use crate::http::{ApiError, FieldError, ProblemType, RequestId};
 use crate::routes::admin::AuditVerification;
@@ -33,7 +36,11 @@ pub(super) fn configure(api: &mut web::ServiceConfig) {
             .wrap(from_fn(idempotency_required))
             .post(reverse),
     )
-    .service(web::resource("/admin/ledger/adjustments").post(adjust))
+    .service(
+        web::resource("/admin/ledger/adjustments")
+            .wrap(from_fn(idempotency_required))
+            .post(adjust),
+    )
     .service(web::resource("/admin/ledger/adjustments/{id}/approve").post(approve))
     .service(web::resource("/admin/ledger/transactions/{id}").get(transaction))
     .service(web::resource("/admin/ledger/verify").get(verify))
@@ -124,9 +131,36 @@ fn adjustment_audit(view: &AdjustmentView) -> serde_json::Value {
     })
 }
 
+/// An adjustment's response, committed with it where the store can (Postgres), so a retry
+/// replays it instead of booking again.
+struct AdjustmentReply(IdempotencyClaim);
+
+impl AdjustmentReply {
+    fn status(adjustment: &Adjustment) -> StatusCode {
+        if adjustment.needs_approval {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::CREATED
+        }
+    }
+}
+
+impl AdjustmentReceipt for AdjustmentReply {
+    fn claim(&self) -> &Claim {
+        self.0.claim()
+    }
+
+    fn response(&self, adjustment: &Adjustment) -> Result<StoredResponse, StoreError> {
+        stored_json(Self::status(adjustment), &AdjustmentView::from(adjustment))
+            .map(|(stored, _)| stored)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+}
+
 /// Proposes an adjustment: applied at once up to the approval threshold, else `202` waiting
-/// for a second admin (admin, audited).
+/// for a second admin (admin, audited; `Idempotency-Key` required: a retry never books twice).
 #[utoipa::path(post, path = "/api/v1/admin/ledger/adjustments", tag = "ledger", request_body = NewAdjustment,
+    params(("Idempotency-Key" = String, Header, description = "required; replays the first response")),
     responses((status = 201, body = AdjustmentView, description = "applied"),
         (status = 202, body = AdjustmentView, description = "waiting for a second admin"),
         (status = 403, description = "forbidden"),
@@ -135,18 +169,21 @@ pub async fn adjust(
     state: web::Data<AppState>,
     caller: Authenticated,
     request_id: RequestId,
+    claim: IdempotencyClaim,
     body: web::Json<NewAdjustment>,
 ) -> Result<HttpResponse, ApiError> {
     caller.0.require(&[Role::Admin])?;
     let money = money(body.amount_minor, &body.currency)?;
     let direction = direction(&body.direction)?;
-    let adjustment = service(&state)
+    let reply = AdjustmentReply(claim);
+    let (adjustment, receipt_stored) = service(&state)
         .adjust(
             caller.0.id(),
             UserId(body.user_id),
             money,
             direction,
             &body.reason,
+            Some(&reply),
         )
         .await
         .map_err(problem)?;
@@ -163,11 +200,11 @@ pub async fn adjust(
         reason: Some(&body.reason),
     };
     audit::record(&state, caller.0.id(), &request_id, change).await?;
-    Ok(if adjustment.needs_approval {
-        HttpResponse::Accepted().json(view)
-    } else {
-        HttpResponse::Created().json(view)
-    })
+    let (stored, response) = stored_json(AdjustmentReply::status(&adjustment), &view)?;
+    if receipt_stored {
+        reply.0.completed_in_transaction(stored);
+    }
+    Ok(response)
 }
 
 /// Approves and books an adjustment proposed by another admin (admin, audited, once).

@@ -183,7 +183,11 @@ pub fn configure(api: &mut web::ServiceConfig) {
             .wrap(limited())
             .get(history::one),
     )
-    .service(web::resource("/webhooks/revio").post(webhook::receive));
+    .service(
+        web::resource("/webhooks/revio")
+            .wrap(limited())
+            .post(webhook::receive),
+    );
     admin::configure(api);
 }
 

@@ -27,6 +27,10 @@ pub(super) fn problem(error: WalletError) -> ApiError {
             ProblemType::ADJUSTMENT_ALREADY_APPLIED,
             "this adjustment was already applied",
         ),
+        WalletError::SelfAdjustment => ApiError::problem(
+            ProblemType::FORBIDDEN,
+            "admins cannot adjust their own wallet",
+        ),
         WalletError::SameApprover => ApiError::problem(
             ProblemType::SECOND_APPROVER_REQUIRED,
             "another admin must approve an adjustment you proposed",

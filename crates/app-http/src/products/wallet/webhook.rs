@@ -141,7 +141,15 @@ pub async fn receive(
                 &body,
             )
             .await;
-            Err(problem(e))
+            // Whatever went wrong, nothing was applied and the provider must deliver again: a
+            // 4xx would make it give up on the event.
+            Err(match problem(e) {
+                unavailable @ ApiError::Unavailable { .. } => unavailable,
+                other => ApiError::Unavailable {
+                    dependency: "the ledger",
+                    reason: other.to_string(),
+                },
+            })
         }
     }
 }
