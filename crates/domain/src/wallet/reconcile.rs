@@ -82,7 +82,7 @@ pub struct ReconcileReport {
     pub still_pending: u32,
     /// New findings recorded.
     pub mismatches: u32,
-    /// Provider calls that failed.
+    /// Provider calls or settlements that failed (retried on the next run).
     pub errors: u32,
 }
 
@@ -122,12 +122,12 @@ impl WalletService {
                 )),
                 ProviderStatus::Succeeded { .. } => {
                     self.settle_from_provider(&operation, true, None, &mut report)
-                        .await?;
+                        .await;
                     None
                 }
                 ProviderStatus::Failed { reason } => {
                     self.settle_from_provider(&operation, false, Some(&reason), &mut report)
-                        .await?;
+                        .await;
                     None
                 }
             };
@@ -140,17 +140,20 @@ impl WalletService {
         Ok(report)
     }
 
+    /// Settles one operation from the provider's answer; a failure is counted, not fatal, so
+    /// one bad item never stops the run.
     async fn settle_from_provider(
         &self,
         operation: &super::Operation,
         succeeded: bool,
         reason: Option<&str>,
         report: &mut ReconcileReport,
-    ) -> Result<(), super::WalletError> {
-        if self.finish(operation, succeeded, None, reason).await? == SettleOutcome::Settled {
-            report.settled += 1;
+    ) {
+        match self.finish(operation, succeeded, None, reason).await {
+            Ok(SettleOutcome::Settled) => report.settled += 1,
+            Ok(_) => {}
+            Err(_) => report.errors += 1,
         }
-        Ok(())
     }
 }
 
