@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod mail;
 pub mod ratelimit;
 pub mod revio;
+pub mod scoreboard;
 pub mod timer;
 pub mod wallet;
 
@@ -30,5 +31,6 @@ pub use idempotency_cache::{CacheBounds, MemoryIdempotencyCache};
 pub use identity::{MemoryRefreshTokenStore, MemoryUserStore};
 pub use jobs::{MemoryJobQueue, MemoryOutbox};
 pub use mail::MemoryMailbox;
+pub use scoreboard::{MemoryLeaderboard, MemoryScoreStore};
 pub use timer::TokioTimer;
 pub use wallet::MemoryLedgerStore;
