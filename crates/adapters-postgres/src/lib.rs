@@ -16,6 +16,7 @@ pub mod mail;
 pub mod migrate;
 pub mod pool;
 pub mod schema;
+pub mod scoreboard;
 pub mod wallet;
 
 #[cfg(feature = "testkit")]
@@ -28,4 +29,5 @@ pub use identity::{PgRefreshTokenStore, PgUserStore};
 pub use jobs::{PgJobQueue, enqueue_in};
 pub use mail::PgMailbox;
 pub use pool::PgPool;
+pub use scoreboard::PgScoreStore;
 pub use wallet::PgLedgerStore;

@@ -9,4 +9,5 @@ mod identity;
 mod jobs;
 mod mail;
 mod migrations;
+mod scoreboard;
 mod wallet;
