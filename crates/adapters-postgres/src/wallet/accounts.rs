@@ -57,6 +57,33 @@ pub(crate) async fn get_or_create(
     }
 }
 
+/// Creates the rows of `accounts` (balance 0) that do not exist yet, in the order given, with
+/// one `INSERT … ON CONFLICT DO NOTHING`.
+pub(crate) async fn create_all(
+    conn: &mut AsyncPgConnection,
+    accounts: &[AccountRef],
+) -> Result<(), diesel::result::Error> {
+    let rows: Vec<_> = accounts
+        .iter()
+        .map(|account| {
+            (
+                a::id.eq(Uuid::now_v7()),
+                a::user_id.eq(account.user().map(|u| u.0)),
+                a::purpose.eq(account.purpose()),
+                a::currency.eq(account.currency().as_str().to_owned()),
+                a::balance.eq(0_i64),
+                a::allow_negative.eq(account.allows_negative()),
+            )
+        })
+        .collect();
+    diesel::insert_into(a::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Adds `delta` to the balance of account `id` unless a wallet account would go below zero
 /// (the row lock taken by the update serialises racers; a loser re-checks the condition on the
 /// winner's row). Returns whether the balance changed.

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use keel_domain::wallet::{AccountRef, Transaction};
 use uuid::Uuid;
 
@@ -87,6 +87,16 @@ pub(crate) async fn book_all(
             .execute(conn)
             .await?;
     }
+    if txs.len() > 1 {
+        // Run the schema's deferred balance checks of the batch now, before its balances are
+        // locked, rather than at COMMIT with hundreds of row locks held; later writes of the
+        // caller's transaction are checked at COMMIT as usual.
+        conn.batch_execute(
+            "SET CONSTRAINTS ledger_transactions_balanced, ledger_postings_balanced IMMEDIATE; \
+             SET CONSTRAINTS ledger_transactions_balanced, ledger_postings_balanced DEFERRED",
+        )
+        .await?;
+    }
     let mut changes = BTreeMap::new();
     for (account, delta) in deltas {
         let delta = i64::try_from(delta).map_err(|_| {
@@ -156,6 +166,18 @@ async fn account_ids(
 ) -> Result<BTreeMap<AccountRef, Uuid>, diesel::result::Error> {
     let users: BTreeSet<Uuid> = refs.iter().filter_map(|r| r.user()).map(|u| u.0).collect();
     let mut ids = accounts::find_wallets(conn, &users, refs).await?;
+    let missing: Vec<AccountRef> = refs
+        .iter()
+        .filter(|r| r.user().is_some() && !ids.contains_key(r))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        // New wallets: created together (in AccountRef order), then found like the others.
+        for chunk in missing.chunks(ROWS_PER_INSERT) {
+            accounts::create_all(conn, chunk).await?;
+        }
+        ids.extend(accounts::find_wallets(conn, &users, refs).await?);
+    }
     for account in refs {
         if !ids.contains_key(account) {
             let id = accounts::get_or_create(conn, account).await?;
