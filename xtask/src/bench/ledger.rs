@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use diesel_async::SimpleAsyncConnection;
 use hdrhistogram::Histogram;
 use keel_adapters_postgres::migrate::run_pending_migrations;
 use keel_adapters_postgres::{PgLedgerStore, PgPool};
@@ -150,6 +151,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
 
 /// The keel side: the store on the scratch database, its wallets and its clients.
 struct Bench {
+    pool: PgPool,
     store: PgLedgerStore,
     currency: Currency,
     users: Vec<UserId>,
@@ -168,7 +170,8 @@ impl Bench {
         let currency = Currency::parse("ZAR").map_err(|e| e.to_string())?;
         let users: Vec<UserId> = (0..USERS).map(|_| UserId(Uuid::now_v7())).collect();
         let bench = Self {
-            store: PgLedgerStore::new(pool),
+            store: PgLedgerStore::new(pool.clone()),
+            pool,
             currency,
             users,
             clients,
@@ -186,8 +189,20 @@ impl Bench {
                 Ok(Booked::InsufficientFunds) => return Err("funding was refused".into()),
                 Err(e) => return Err(format!("cannot fund the wallets: {e}")),
             }
+            // Fresh statistics as the tables grow from empty (autovacuum lags behind): the
+            // schema's balance-check triggers must look postings up by index.
+            bench.analyze().await?;
         }
         Ok(Arc::new(bench))
+    }
+
+    /// `ANALYZE` of the ledger tables, as autovacuum would keep them on a live database.
+    async fn analyze(&self) -> Result<(), String> {
+        let sql = "ANALYZE ledger_accounts, ledger_transactions, ledger_postings";
+        let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+        conn.batch_execute(sql)
+            .await
+            .map_err(|e| format!("{sql}: {e}"))
     }
 
     /// A validated transaction moving `minor` from `from` to `to`.
@@ -230,6 +245,7 @@ impl Bench {
     /// `clients` concurrent clients, closed loop, each booking `per_commit` transfers per
     /// database transaction until `seconds` passed.
     async fn measure(self: &Arc<Self>, per_commit: usize, seconds: u64) -> Result<Measure, String> {
+        self.analyze().await?;
         let clients = self.clients;
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let started = Instant::now();
