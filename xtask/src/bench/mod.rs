@@ -5,6 +5,7 @@
 
 pub mod hello;
 mod jobs;
+mod ledger;
 mod loadgen;
 mod pg;
 mod process;
@@ -57,6 +58,8 @@ enum BenchName {
     Jobs,
     /// Registrations/s over HTTP on one hot competition (zero oversell), vs `pgbench -N`.
     Registrations,
+    /// Durable wallet transfers/s (one per transaction, and batched) vs `pgbench -b tpcb-like`.
+    Ledger,
 }
 
 impl BenchName {
@@ -68,6 +71,7 @@ impl BenchName {
             Self::Login => "login",
             Self::Jobs => "jobs",
             Self::Registrations => "registrations",
+            Self::Ledger => "ledger",
         }
     }
 }
@@ -100,6 +104,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         BenchName::Login => login(args, &config)?,
         BenchName::Jobs => return jobs::run(args),
         BenchName::Registrations => return registrations::run(args),
+        BenchName::Ledger => return ledger::run(args),
     };
     let table = report::table(&rows);
     println!("{table}{notes}");

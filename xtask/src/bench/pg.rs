@@ -19,9 +19,20 @@ pub fn admin_url(bench: &str) -> Result<String, String> {
 /// Runs `pgbench -N -c clients -j 2 -T seconds` against `url`; returns its tps without
 /// connection time.
 pub fn pgbench_simple_update(url: &str, clients: usize, seconds: u64) -> Result<f64, String> {
+    pgbench_builtin(url, "simple-update", clients, seconds)
+}
+
+/// Runs `pgbench -b tpcb-like -c clients -j 2 -T seconds` against `url`; returns its tps
+/// without connection time.
+pub fn pgbench_tpcb_like(url: &str, clients: usize, seconds: u64) -> Result<f64, String> {
+    pgbench_builtin(url, "tpcb-like", clients, seconds)
+}
+
+/// Runs pgbench's built-in `script` (`-b`) with `clients` clients on 2 threads for `seconds`.
+fn pgbench_builtin(url: &str, script: &str, clients: usize, seconds: u64) -> Result<f64, String> {
     let clients = clients.to_string();
     let secs = seconds.to_string();
-    let text = pgbench(&["-N", "-c", &clients, "-j", "2", "-T", &secs, url])?;
+    let text = pgbench(&["-b", script, "-c", &clients, "-j", "2", "-T", &secs, url])?;
     parse_tps(&text).ok_or(format!("cannot read tps from pgbench's output:\n{text}"))
 }
 

@@ -52,6 +52,38 @@ impl PgLedgerStore {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
+
+    /// Books one validated transaction on its own (no operation, receipt or job), in one
+    /// database transaction: `Booked::InsufficientFunds` (nothing written) when it would
+    /// overdraw a wallet, a conflict when its link is taken.
+    pub async fn book(&self, tx: &Transaction) -> Result<Booked, StoreError> {
+        self.book_batch(std::slice::from_ref(tx)).await
+    }
+
+    /// Books many validated transactions in ONE database transaction, all or nothing: when the
+    /// batch would overdraw any wallet, nothing is written and the answer is
+    /// `Booked::InsufficientFunds`; a taken link fails the whole batch with a conflict.
+    ///
+    /// Each account's balance changes once, by the sum of its postings across the batch, with
+    /// the same conditional update as a single booking, in account id order (the order every
+    /// writer takes): concurrent batches and single bookings cannot deadlock. The overdraft
+    /// rule applies to the batch's net change per account.
+    pub async fn book_batch(&self, transactions: &[Transaction]) -> Result<Booked, StoreError> {
+        for tx in transactions {
+            validated(tx)?;
+        }
+        let done = Booked::Done {
+            receipt_stored: false,
+        };
+        if transactions.is_empty() {
+            return Ok(done);
+        }
+        let mut conn = self.pool.get().await?;
+        outcome(
+            conn.transaction(async |conn| writes::book_batch_on(conn, transactions).await)
+                .await,
+        )
+    }
 }
 
 #[async_trait]

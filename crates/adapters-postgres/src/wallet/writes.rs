@@ -14,7 +14,7 @@ use keel_domain::wallet::{
 };
 use uuid::Uuid;
 
-use super::book::{Booking, book};
+use super::book::{Booking, book, book_all};
 use super::rows::{
     corrupt, insert_operation, provider_events as e, wallet_adjustments as adj,
     wallet_operations as o,
@@ -252,6 +252,23 @@ pub(crate) async fn reverse_on(
     }
     let receipt_stored = store_receipt(conn, receipt, operation).await?;
     Ok(ReverseOutcome::Reversed { receipt_stored })
+}
+
+/// Books `txs` together: all of them, or none when any wallet would be overdrawn.
+pub(crate) async fn book_batch_on(
+    conn: &mut AsyncPgConnection,
+    txs: &[Transaction],
+) -> Result<Booked, Abort<Booked>> {
+    match book_all(conn, txs).await? {
+        Booking::Booked => Ok(Booked::Done {
+            receipt_stored: false,
+        }),
+        Booking::InsufficientFunds => Err(Abort::Outcome(Booked::InsufficientFunds)),
+        Booking::LinkTaken => Err(Abort::Store(StoreError::Conflict(format!(
+            "a link (or an id) of the {} transactions of the batch is taken",
+            txs.len()
+        )))),
+    }
 }
 
 async fn insert_adjustment(

@@ -387,3 +387,161 @@ async fn verify_finds_drift_unbalanced_transactions_and_overdrawn_wallets() {
     assert_eq!(report.overdrawn, [AccountRef::available(user, zar())]);
     assert!(!report.is_consistent());
 }
+
+/// A transfer of `minor` between two wallets' available funds (kind `adjustment`, no operation:
+/// the ledger has no transfer kind of its own; the shape is what matters here).
+fn transfer(
+    from: keel_domain::identity::user::UserId,
+    to: keel_domain::identity::user::UserId,
+    minor: i64,
+) -> keel_domain::wallet::Transaction {
+    use keel_domain::wallet::{AccountRef, Currency, Posting, Transaction, TransactionId};
+    let zar = Currency::parse("ZAR").expect("ZAR");
+    let tx = Transaction {
+        id: TransactionId(Uuid::now_v7()),
+        kind: keel_domain::wallet::TransactionKind::Adjustment,
+        operation: None,
+        reverses: None,
+        resolves: None,
+        postings: vec![
+            Posting {
+                account: AccountRef::available(from, zar),
+                amount: -minor,
+            },
+            Posting {
+                account: AccountRef::available(to, zar),
+                amount: minor,
+            },
+        ],
+        created_at: whole_second_now(),
+    };
+    tx.validate().expect("a valid transfer");
+    tx
+}
+
+/// Funded wallets (500 each) and a reader of their available balances.
+async fn funded_wallets(
+    store: &PgLedgerStore,
+    n: usize,
+) -> Vec<keel_domain::identity::user::UserId> {
+    let mut users = Vec::new();
+    for _ in 0..n {
+        users.push(funded(store).await.0);
+    }
+    users
+}
+
+async fn available(
+    store: &PgLedgerStore,
+    users: &[keel_domain::identity::user::UserId],
+) -> Vec<i64> {
+    let zar = keel_domain::wallet::Currency::parse("ZAR").expect("ZAR");
+    let mut balances = Vec::new();
+    for user in users {
+        let balance = store.balance(*user, zar).await.expect("balance");
+        balances.push(balance.available);
+    }
+    balances
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_books_every_transfer_in_one_transaction() {
+    use keel_domain::wallet::Booked;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let users = funded_wallets(&store, 6).await;
+    let mut batch = Vec::new();
+    // A ring of transfers, twice around, plus one wallet spending money it receives in the
+    // same batch (its net change is what the overdraft rule checks).
+    for round in 0..2 {
+        for i in 0..users.len() {
+            let j = (i + 1) % users.len();
+            let minor = 10 * (i as i64 + 1) + round;
+            batch.push(transfer(users[i], users[j], minor));
+        }
+    }
+    // Wallet 2: 500 + (20 + 21) in − (30 + 31) out = 480; it gets 100 more and sends 580.
+    batch.push(transfer(users[1], users[2], 100));
+    batch.push(transfer(users[2], users[3], 580));
+    let mut check = vec![500_i64; users.len()];
+    for tx in &batch {
+        for leg in &tx.postings {
+            let owner = leg.account.user().expect("a wallet");
+            let k = users.iter().position(|u| *u == owner).expect("known");
+            check[k] += leg.amount;
+        }
+    }
+    assert_eq!(check[2], 0);
+    assert_eq!(
+        store.book_batch(&batch).await.expect("booked"),
+        Booked::Done {
+            receipt_stored: false
+        }
+    );
+    assert_eq!(available(&store, &users).await, check);
+    for tx in &batch {
+        let stored = store.transaction(tx.id).await.expect("read");
+        assert_eq!(stored.as_ref(), Some(tx));
+    }
+    // The single path books one transfer the same way.
+    let single = transfer(users[0], users[5], 7);
+    assert!(matches!(
+        store.book(&single).await.expect("booked"),
+        Booked::Done { .. }
+    ));
+    check[0] -= 7;
+    check[5] += 7;
+    assert_eq!(available(&store, &users).await, check);
+    let report = store.verify().await.expect("verify");
+    assert!(report.is_consistent(), "{report:?}");
+    // 6 deposits, the batch and the single transfer.
+    assert_eq!(report.transactions, 6 + batch.len() as u64 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_with_one_overdraft_books_nothing() {
+    use keel_domain::wallet::Booked;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let users = funded_wallets(&store, 6).await;
+    let mut batch: Vec<_> = (0..users.len())
+        .map(|i| transfer(users[i], users[(i + 1) % users.len()], 50))
+        .collect();
+    // Wallet 4 sends more than it has plus what it receives in the batch.
+    batch.insert(3, transfer(users[4], users[0], 501));
+    assert_eq!(
+        store.book_batch(&batch).await.expect("answered"),
+        Booked::InsufficientFunds
+    );
+    assert_eq!(available(&store, &users).await, vec![500; users.len()]);
+    for tx in &batch {
+        assert_eq!(store.transaction(tx.id).await.expect("read"), None);
+    }
+    // The single path refuses an overdraft the same way.
+    assert_eq!(
+        store
+            .book(&transfer(users[0], users[1], 501))
+            .await
+            .expect("answered"),
+        Booked::InsufficientFunds
+    );
+    // A batch whose link is taken is a conflict, and writes nothing either.
+    let first = transfer(users[0], users[1], 5);
+    let again = vec![transfer(users[1], users[2], 5), first.clone()];
+    assert!(matches!(
+        store.book(&first).await.expect("booked"),
+        Booked::Done { .. }
+    ));
+    assert!(store.book_batch(&again).await.is_err());
+    assert_eq!(
+        available(&store, &users).await,
+        vec![495, 505, 500, 500, 500, 500]
+    );
+    let report = store.verify().await.expect("verify");
+    assert!(report.is_consistent(), "{report:?}");
+    assert_eq!(report.transactions, 6 + 1);
+}
