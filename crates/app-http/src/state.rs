@@ -33,6 +33,7 @@ use keel_domain::{Clock, StoreError, SystemClock};
 use crate::config::Settings;
 use crate::http::rate_limit::RateLimits;
 use crate::products::Products;
+use crate::products::scoreboard::Scoring;
 use crate::products::wallet::Payments;
 
 /// Which system of record this process uses.
@@ -86,11 +87,11 @@ impl Stores {
             backend: Backend::Memory,
             idempotency: Arc::new(MemoryIdempotencyStore::new()),
             rate_limiter: Arc::new(MemoryRateLimiter::new()),
-            users: Arc::new(users),
+            users: Arc::new(users.clone()),
             refresh_tokens: Arc::new(refresh_tokens),
             audit: Arc::new(MemoryAuditLog::new()),
             events: Arc::new(MemoryEventBus::new()),
-            products: Products::memory(&jobs),
+            products: Products::memory(&jobs, &users),
             jobs: Arc::new(jobs),
             mail_sender: Arc::new(mailbox.clone()),
             mailbox: Arc::new(mailbox),
@@ -349,6 +350,8 @@ pub struct AppState {
     pub identity: Identity,
     /// The payment provider, webhook verifier and ledger policy.
     pub payments: Payments,
+    /// The action-token signer and the action table.
+    pub scoring: Scoring,
 }
 
 impl AppState {
@@ -359,6 +362,7 @@ impl AppState {
             limits: RateLimits::new(stores.rate_limiter.clone(), &settings, clock.clone()),
             identity: Identity::from_settings(&settings)?,
             payments: Payments::from_settings(&settings)?,
+            scoring: Scoring::from_settings(&settings)?,
             settings: Arc::new(settings),
             stores,
             clock,

@@ -144,6 +144,9 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
     if let Some(v) = set("KEEL_REVIO_SIM_DELAY_MS") {
         s.revio.sim_delay_ms = parse("KEEL_REVIO_SIM_DELAY_MS", &v, "a number of milliseconds")?;
     }
+    if let Some(v) = set("KEEL_SCORE_ACTIONS") {
+        s.scoreboard.actions = v.trim().to_owned();
+    }
     if let Some(v) = set("KEEL_WALLET_DEFAULT_CURRENCY") {
         s.wallet.default_currency = v.trim().to_owned();
     }

@@ -4,6 +4,7 @@
 //! name and the reason.
 
 mod env;
+mod scoreboard;
 mod secret;
 mod wallet;
 
@@ -14,6 +15,7 @@ use keel_domain::ratelimit::{LimitClass, PolicySetting};
 use serde::Deserialize;
 
 pub use env::Env;
+pub use scoreboard::ScoreboardSettings;
 pub use secret::Secret;
 pub use wallet::WalletSettings;
 
@@ -65,6 +67,8 @@ pub struct Settings {
     pub revio: RevioSettings,
     /// The wallet's ledger policy.
     pub wallet: WalletSettings,
+    /// The scoreboard's action table.
+    pub scoreboard: ScoreboardSettings,
     /// Background job workers.
     pub jobs: JobSettings,
 }
@@ -456,6 +460,7 @@ impl Settings {
         }
         env::validate_rates(&self.rate, &self.rate_fallback)?;
         self.wallet.policy()?;
+        self.scoreboard.table()?;
         self.revio.verifier()?;
         // The error names the entry at fault, never the key material.
         keel_domain::pii::KeyRing::parse(self.secrets.pii_keys.expose())

@@ -72,6 +72,13 @@ problem_types! {
     SECOND_APPROVER_REQUIRED = "second-approver-required", 403, "Another admin must approve this adjustment";
     INVALID_WEBHOOK_SIGNATURE = "invalid-webhook-signature", 401, "The webhook's signature or timestamp is invalid";
     PROVIDER_REJECTED = "provider-rejected", 502, "The payment provider refused the request";
+    UNKNOWN_ACTION_TYPE = "unknown-action-type", 422, "The server has no such action type";
+    MALFORMED_ACTION_TOKEN = "malformed-action-token", 400, "The action token or its action id is malformed";
+    INVALID_ACTION_TOKEN = "invalid-action-token", 401, "The action token's signature is invalid";
+    ACTION_TOKEN_EXPIRED = "action-token-expired", 401, "The action token has expired";
+    FOREIGN_ACTION_TOKEN = "foreign-action-token", 403, "The action token belongs to another user";
+    ACTION_ALREADY_USED = "action-already-used", 409, "The action was already used with another request";
+    SCORE_OVERFLOW = "score-overflow", 422, "The score would pass the board's maximum";
     IDEMPOTENCY_KEY_IN_FLIGHT = "idempotency-key-in-flight", 409, "A request with this Idempotency-Key is still in progress";
     PAYLOAD_TOO_LARGE = "payload-too-large", 413, "The request body is too large";
     UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type", 415, "Unsupported content type";

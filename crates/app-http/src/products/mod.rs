@@ -3,10 +3,11 @@
 
 pub mod attendance;
 pub mod competitions;
+pub mod scoreboard;
 pub mod wallet;
 
 use actix_web::web;
-use keel_adapters_memory::MemoryJobQueue;
+use keel_adapters_memory::{MemoryJobQueue, MemoryUserStore};
 use keel_adapters_postgres::PgPool;
 use keel_domain::jobs::{JobRegistry, PeriodicJob, ScheduleError};
 use tokio::task::JoinHandle;
@@ -22,15 +23,18 @@ pub struct Products {
     pub competitions: competitions::Competitions,
     /// Wallet: the ledger and the provider's webhook log.
     pub wallet: wallet::Wallet,
+    /// Scoreboard: scores and the board.
+    pub scoreboard: scoreboard::Scoreboard,
 }
 
 impl Products {
     /// In-memory stores; jobs they enqueue go to `jobs`.
-    pub fn memory(jobs: &MemoryJobQueue) -> Self {
+    pub fn memory(jobs: &MemoryJobQueue, users: &MemoryUserStore) -> Self {
         Self {
             attendance: attendance::Attendance::memory(jobs),
             competitions: competitions::Competitions::memory(jobs),
             wallet: wallet::Wallet::memory(jobs),
+            scoreboard: scoreboard::Scoreboard::memory(users),
         }
     }
 
@@ -40,6 +44,7 @@ impl Products {
             attendance: attendance::Attendance::postgres(pool),
             competitions: competitions::Competitions::postgres(pool),
             wallet: wallet::Wallet::postgres(pool),
+            scoreboard: scoreboard::Scoreboard::postgres(pool),
         }
     }
 }
@@ -49,6 +54,7 @@ pub fn configure(api: &mut web::ServiceConfig) {
     attendance::configure(api);
     competitions::configure(api);
     wallet::configure(api);
+    scoreboard::configure(api);
 }
 
 /// Registers every product's job kinds.
@@ -69,6 +75,7 @@ pub fn periodic_jobs(state: &AppState) -> Result<Vec<PeriodicJob>, ScheduleError
 pub fn subscribe(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut tasks = attendance::subscribe(state);
     tasks.extend(competitions::subscribe(state));
+    tasks.extend(scoreboard::subscribe(state));
     tasks
 }
 
@@ -77,5 +84,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = attendance::openapi();
     doc.merge(competitions::openapi());
     doc.merge(wallet::openapi());
+    doc.merge(scoreboard::openapi());
     doc
 }

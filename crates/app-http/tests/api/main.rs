@@ -12,6 +12,7 @@ mod ops;
 mod problems;
 mod rate_limits;
 mod revio_sim;
+mod scoreboard;
 mod support;
 mod wallet;
 mod widgets;
