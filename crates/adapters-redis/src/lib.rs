@@ -6,6 +6,7 @@
 
 pub mod health;
 pub mod idempotency;
+pub mod leaderboard;
 pub mod pool;
 pub mod ratelimit;
 #[cfg(feature = "testkit")]
@@ -13,5 +14,6 @@ pub mod testkit;
 
 pub use health::RedisHealth;
 pub use idempotency::RedisIdempotencyCache;
+pub use leaderboard::RedisLeaderboard;
 pub use pool::RedisPool;
 pub use ratelimit::RedisRateLimiter;

@@ -9,18 +9,24 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use keel_adapters_memory::MemoryIdempotencyStore;
 use keel_adapters_redis::testkit::test_redis;
-use keel_adapters_redis::{RedisHealth, RedisIdempotencyCache, RedisPool, RedisRateLimiter};
+use keel_adapters_redis::{
+    RedisHealth, RedisIdempotencyCache, RedisLeaderboard, RedisPool, RedisRateLimiter,
+};
 use keel_domain::StoreError;
 use keel_domain::health::HealthProbe;
 use keel_domain::idempotency::{
     CachedState, IdempotencyCache, IdempotencyKey, LayeredIdempotencyStore, RequestFingerprint,
     Scope, StoredResponse,
 };
+use keel_domain::identity::user::UserId;
 use keel_domain::ratelimit::{Period, RateLimiter, RatePolicy};
+use keel_domain::scoreboard::ranking::BOARD_EPOCH_SECS;
+use keel_domain::scoreboard::{LeaderboardCache, MAX_SCORE, Standing, board_order};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limiter_keeps_the_contract() {
@@ -779,5 +785,305 @@ async fn cache_is_unavailable_quickly_when_redis_stops_answering() {
     let cache = cache_through(&proxy, redis.pool().prefix()).await;
     proxy.freeze();
     every_operation_is_unavailable_within(&cache, Duration::from_secs(3)).await;
+    proxy.close().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leaderboard cache
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leaderboard_keeps_the_cache_contract() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let board = RedisLeaderboard::new(redis.pool().clone());
+    keel_domain::testkit::score_store::run_cache(&board).await;
+}
+
+/// A small deterministic generator (xorshift64*), seeded per run and printed on failure.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn uuid(&mut self) -> Uuid {
+        Uuid::from_u128((u128::from(self.next()) << 64) | u128::from(self.next()))
+    }
+}
+
+/// `n` random standings over the whole score and clock range, with exact ties on score and
+/// time (only the user id differs), ties on score alone, and ids sharing their first bytes.
+fn random_standings(rng: &mut Rng, n: usize) -> Vec<Standing> {
+    let max_time = (1u64 << 31) - 1;
+    let mut out: Vec<Standing> = Vec::with_capacity(n);
+    while out.len() < n {
+        let kind = if out.is_empty() { 0 } else { rng.below(4) };
+        let base = if out.is_empty() {
+            None
+        } else {
+            Some(out[usize::try_from(rng.below(out.len() as u64)).unwrap()].clone())
+        };
+        let standing = match (kind, base) {
+            // An exact tie with an earlier standing; half the time an id next to its id.
+            (1, Some(b)) => {
+                let user = if rng.below(2) == 0 {
+                    rng.uuid()
+                } else {
+                    Uuid::from_u128(b.user_id.0.as_u128() ^ (1 + u128::from(rng.below(255))))
+                };
+                Standing {
+                    user_id: UserId(user),
+                    ..b
+                }
+            }
+            // The same score, reached at another time.
+            (2, Some(b)) => Standing {
+                user_id: UserId(rng.uuid()),
+                reached_at: DateTime::from_timestamp(
+                    BOARD_EPOCH_SECS + i64::try_from(rng.below(max_time + 1)).unwrap(),
+                    0,
+                )
+                .unwrap(),
+                ..b
+            },
+            _ => Standing {
+                user_id: UserId(rng.uuid()),
+                score: i64::try_from(rng.below(u64::try_from(MAX_SCORE).unwrap() + 1)).unwrap(),
+                reached_at: DateTime::from_timestamp(
+                    BOARD_EPOCH_SECS + i64::try_from(rng.below(max_time + 1)).unwrap(),
+                    0,
+                )
+                .unwrap(),
+            },
+        };
+        if out.iter().all(|s| s.user_id != standing.user_id) {
+            out.push(standing);
+        }
+    }
+    // The extremes of the range, tied at the top.
+    let top = Standing {
+        user_id: UserId(Uuid::from_u128(u128::MAX)),
+        score: MAX_SCORE,
+        reached_at: DateTime::from_timestamp(BOARD_EPOCH_SECS, 0).unwrap(),
+    };
+    out[0] = Standing {
+        user_id: UserId(Uuid::from_u128(0)),
+        ..top.clone()
+    };
+    out[1] = top;
+    out
+}
+
+fn seeded_rng() -> (u64, Rng) {
+    let seed = Uuid::new_v4().as_u64_pair().0 | 1;
+    (seed, Rng(seed))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leaderboard_order_equals_the_board_order() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let board = RedisLeaderboard::new(redis.pool().clone());
+    let (seed, mut rng) = seeded_rng();
+    let standings = random_standings(&mut rng, 200);
+    let ties = standings
+        .iter()
+        .filter(|a| {
+            standings.iter().any(|b| {
+                a.user_id != b.user_id && a.score == b.score && a.reached_at == b.reached_at
+            })
+        })
+        .count();
+    assert!(ties >= 2, "seed {seed}: the sample has exact ties");
+    for s in &standings {
+        board.record(s).await.unwrap();
+    }
+    let mut expected = standings.clone();
+    expected.sort_by(board_order);
+    assert_eq!(
+        board.top(200).await.unwrap(),
+        expected,
+        "seed {seed}: Redis order = board order"
+    );
+    assert_eq!(board.top(10).await.unwrap(), expected[..10], "seed {seed}");
+    assert!(board.top(0).await.unwrap().is_empty(), "top(0) is empty");
+    for (i, s) in expected.iter().enumerate() {
+        assert_eq!(
+            board.rank(s.user_id).await.unwrap(),
+            Some(u64::try_from(i).unwrap() + 1),
+            "seed {seed}: rank of {s:?}"
+        );
+    }
+}
+
+async fn keys_matching(pool: &RedisPool, pattern: String) -> Vec<String> {
+    let (_, keys): (u64, Vec<String>) = pool
+        .run(|mut conn| async move {
+            redis::cmd("SCAN")
+                .arg(0)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+        .unwrap();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replace_all_switches_a_large_board_and_leaves_no_temporary_key() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let board = RedisLeaderboard::with_board(redis.pool().clone(), "weekly");
+    assert_eq!(
+        board.key(),
+        format!("{}:{{board:weekly}}", redis.pool().prefix())
+    );
+    let (seed, mut rng) = seeded_rng();
+    let old = random_standings(&mut rng, 50);
+    for s in &old {
+        board.record(s).await.unwrap();
+    }
+    // More than two chunks.
+    let standings = random_standings(&mut rng, 2_345);
+    board.replace_all(&standings).await.unwrap();
+    let mut expected = standings.clone();
+    expected.sort_by(board_order);
+    assert_eq!(
+        board.top(5_000).await.unwrap(),
+        expected,
+        "seed {seed}: exactly the new standings"
+    );
+    let key = board.key().to_owned();
+    let ttl: i64 = redis
+        .pool()
+        .run(|mut conn| async move { redis::cmd("TTL").arg(key).query_async(&mut conn).await })
+        .await
+        .unwrap();
+    assert_eq!(ttl, -1, "the board does not expire");
+    let pattern = format!(
+        "{}:*tmp*",
+        board.key().replace('{', "\\{").replace('}', "\\}")
+    );
+    assert!(
+        keys_matching(redis.pool(), pattern.clone())
+            .await
+            .is_empty()
+    );
+
+    // A bad standing fails before anything changes.
+    let mut bad = standings[..3].to_vec();
+    bad[1].score = MAX_SCORE + 1;
+    assert!(matches!(
+        board.replace_all(&bad).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        board.record(&bad[1]).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert_eq!(board.top(5_000).await.unwrap().len(), 2_345);
+    assert!(keys_matching(redis.pool(), pattern).await.is_empty());
+
+    // Another board under the same prefix is separate.
+    let global = RedisLeaderboard::new(redis.pool().clone());
+    assert!(global.top(10).await.unwrap().is_empty());
+
+    board.replace_all(&[]).await.unwrap();
+    assert!(board.top(10).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_member_or_score_reads_as_corrupt() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let board = RedisLeaderboard::new(redis.pool().clone());
+    for (score, member) in [
+        ("-1", "not-a-user"),
+        ("1.5", "00000000-0000-0000-0000-000000000001"),
+    ] {
+        let key = board.key().to_owned();
+        redis
+            .pool()
+            .run(|mut conn| async move {
+                redis::pipe()
+                    .cmd("DEL")
+                    .arg(&key)
+                    .ignore()
+                    .cmd("ZADD")
+                    .arg(&key)
+                    .arg(score)
+                    .arg(member)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await
+            .unwrap();
+        let err = board.top(10).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{member}: {err:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leaderboard_is_unavailable_quickly_when_redis_stops_answering() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let proxy = Proxy::start().await;
+    let pool = RedisPool::connect(&proxy.url, 2)
+        .await
+        .unwrap()
+        .with_prefix(redis.pool().prefix());
+    let board = RedisLeaderboard::new(pool);
+    let (_, mut rng) = seeded_rng();
+    let standings = random_standings(&mut rng, 3);
+    board.record(&standings[0]).await.unwrap();
+    proxy.freeze();
+    let started = Instant::now();
+    let (recorded, top, rank, removed, replaced) = tokio::join!(
+        board.record(&standings[1]),
+        board.top(10),
+        board.rank(standings[0].user_id),
+        board.remove(standings[0].user_id),
+        board.replace_all(&standings),
+    );
+    let elapsed = started.elapsed();
+    for err in [
+        recorded.unwrap_err(),
+        top.map(drop).unwrap_err(),
+        rank.map(drop).unwrap_err(),
+        removed.unwrap_err(),
+        replaced.unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                StoreError::Unavailable {
+                    dependency: "redis",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    // replace_all may wait twice: the fill, then the clean-up of the temporary key.
+    assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
     proxy.close().await;
 }
