@@ -123,10 +123,10 @@ pub fn subscribe(state: &AppState) -> Vec<JoinHandle<()>> {
     vec![tokio::spawn(async move {
         while let Some(event) = events.next().await {
             #[allow(unreachable_patterns, irrefutable_let_patterns)]
-            if let DomainEvent::UserDeleted { user_id } = event {
-                if let Err(e) = scores.remove_user(user_id).await {
-                    tracing::error!(error = %e, %user_id, "a deleted account stayed on the board");
-                }
+            if let DomainEvent::UserDeleted { user_id } = event
+                && let Err(e) = scores.remove_user(user_id).await
+            {
+                tracing::error!(error = %e, %user_id, "a deleted account stayed on the board");
             }
         }
     })]
