@@ -393,7 +393,10 @@ async fn register_batch(
         .await
         .optional()?;
     let Some((capacity, seats_taken, deadline)) = locked else {
-        return Ok(batch.iter().map(|_| Ok(RegisterOutcome::NotFound)).collect());
+        return Ok(batch
+            .iter()
+            .map(|_| Ok(RegisterOutcome::NotFound))
+            .collect());
     };
     let mut outcomes: Vec<Option<Result<RegisterOutcome, StoreError>>> =
         batch.iter().map(|_| None).collect();
@@ -488,9 +491,9 @@ async fn register_batch(
     let mut dropped: Vec<Uuid> = Vec::new();
     for (i, answer) in asked {
         let answer = match answer {
-            Some(answer) => answer.await.unwrap_or_else(|_| {
-                Err(StoreError::unavailable("postgres", "the caller is gone"))
-            }),
+            Some(answer) => answer
+                .await
+                .unwrap_or_else(|_| Err(StoreError::unavailable("postgres", "the caller is gone"))),
             None => Err(StoreError::unavailable("postgres", "the caller is gone")),
         };
         let stored = match answer {

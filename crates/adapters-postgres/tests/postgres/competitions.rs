@@ -454,3 +454,104 @@ async fn store_seats(
     let rows = store.registration_count(id).await.expect("count");
     (seats, rows)
 }
+
+/// Receipts in a batch: each caller's response commits with its own seat; a caller whose claim
+/// was lost gets the error and no seat, and the others keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receipts_in_a_batch_commit_per_caller() {
+    use keel_adapters_postgres::PgIdempotencyStore;
+    use keel_domain::competitions::{NewRegistration, RegistrationId};
+    use keel_domain::idempotency::{
+        ClaimOutcome, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, RequestFingerprint,
+        Scope, StoredResponse,
+    };
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgCompetitionStore::new(db.pool().clone());
+    let users = PgUserStore::new(db.pool().clone());
+    let keys = PgIdempotencyStore::new(db.pool().clone());
+    let c = competition(&store, 10, Duration::hours(5), whole_second_now()).await;
+    let fp = RequestFingerprint::compute("POST", "/c", "u", b"");
+    let claim = async |key: &str| match keys
+        .claim(
+            &Scope::user("u"),
+            &IdempotencyKey::parse(key).expect("key"),
+            &fp,
+            IdempotencyPolicy::default(),
+            whole_second_now(),
+        )
+        .await
+        .expect("claim")
+    {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => panic!("{other:?}"),
+    };
+    let mut calls = Vec::new();
+    for n in 0..6 {
+        let new = NewRegistration {
+            id: RegistrationId(uuid::Uuid::now_v7()),
+            competition_id: c.id,
+            user_id: user(&users).await,
+            registered_at: whole_second_now(),
+        };
+        calls.push((new, Receipt(claim(&format!("batch-{n}")).await)));
+    }
+    let lost = &calls[2].1;
+    keys.complete(
+        &lost.0,
+        &StoredResponse {
+            status: 500,
+            headers: vec![],
+            body: vec![],
+        },
+    )
+    .await
+    .expect("complete elsewhere");
+    let outcomes = futures_util::future::join_all(calls.iter().map(|(new, receipt)| {
+        store.register(
+            new,
+            &[],
+            Some(receipt as &dyn keel_domain::competitions::RegistrationReceipt),
+            whole_second_now(),
+        )
+    }))
+    .await;
+    let mut seats_left = Vec::new();
+    for (n, outcome) in outcomes.iter().enumerate() {
+        let (new, receipt) = &calls[n];
+        if n == 2 {
+            assert!(outcome.is_err(), "the lost claim fails: {outcome:?}");
+            assert_eq!(store.registration(new.id).await.expect("get"), None);
+            continue;
+        }
+        let Ok(RegisterOutcome::Registered {
+            seats_left: left,
+            receipt_stored: true,
+        }) = outcome
+        else {
+            panic!("registered with its receipt: {outcome:?}");
+        };
+        seats_left.push(*left);
+        let replay = keys
+            .claim(
+                &Scope::user("u"),
+                &receipt.0.key,
+                &fp,
+                IdempotencyPolicy::default(),
+                whole_second_now(),
+            )
+            .await
+            .expect("replay");
+        match replay {
+            ClaimOutcome::Replay(response) => {
+                assert_eq!(response.body, format!("{}:{left}", new.id).into_bytes());
+            }
+            other => panic!("expected a replay, got {other:?}"),
+        }
+    }
+    seats_left.sort_unstable();
+    seats_left.dedup();
+    assert_eq!(seats_left.len(), 5, "each caller saw its own seats left");
+    assert_eq!(store_seats(&store, c.id).await, (5, 5));
+}
