@@ -312,3 +312,246 @@ async fn the_idempotent_response_commits_with_the_seat_or_not_at_all() {
     assert_eq!(store.registration(second.id).await.unwrap(), None);
     assert_eq!(store.get(c.id).await.unwrap().unwrap().seats_taken, 1);
 }
+
+/// Group commit: 300 concurrent calls through two stores ("nodes") for 100 seats, 20 of them
+/// already taken by users who call again, plus 20 users calling twice at once. Exactly 100 rows,
+/// no user twice, every repeat answered `AlreadyRegistered`, two jobs per row, and batches of
+/// more than one call formed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_registrations_are_group_committed_without_oversell() {
+    use std::collections::{HashMap, HashSet};
+
+    use diesel::QueryDsl;
+    use keel_adapters_postgres::schema::jobs;
+    use keel_domain::competitions::service::registration_jobs;
+    use keel_domain::competitions::{NewRegistration, RegistrationId};
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let node_a = PgCompetitionStore::new(db.pool().clone());
+    let node_b = PgCompetitionStore::new(db.pool().clone());
+    let users = PgUserStore::new(db.pool().clone());
+    let c = competition(&node_a, 100, Duration::hours(5), whole_second_now()).await;
+    let call = |u| {
+        let now = whole_second_now();
+        let new = NewRegistration {
+            id: RegistrationId(uuid::Uuid::now_v7()),
+            competition_id: c.id,
+            user_id: u,
+            registered_at: now,
+        };
+        let jobs = registration_jobs(&new, "racer@example.test", &c, now).expect("jobs");
+        (new, jobs, now)
+    };
+
+    let mut early = Vec::new();
+    for _ in 0..20 {
+        let u = user(&users).await;
+        let (new, jobs, now) = call(u);
+        let outcome = node_a
+            .register(&new, &jobs, None, now)
+            .await
+            .expect("register");
+        assert!(matches!(outcome, RegisterOutcome::Registered { .. }));
+        early.push(u);
+    }
+    let mut twice = Vec::new();
+    for _ in 0..20 {
+        twice.push(user(&users).await);
+    }
+    let mut racers: Vec<_> = early.clone();
+    racers.extend(twice.iter().copied());
+    racers.extend(twice.iter().copied());
+    for _ in 0..240 {
+        racers.push(user(&users).await);
+    }
+    // Interleave so repeats land in the same and in different batches.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in (1..racers.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        racers.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+    let calls: Vec<_> = racers.iter().map(|&u| (u, call(u))).collect();
+    let before = (node_a.batch_stats(), node_b.batch_stats());
+    let outcomes = futures_util::future::join_all(calls.iter().enumerate().map(
+        |(n, (u, (new, jobs, now)))| {
+            let node = if n % 2 == 0 { &node_a } else { &node_b };
+            async move { (*u, node.register(new, jobs, None, *now).await) }
+        },
+    ))
+    .await;
+
+    let mut registered: HashMap<_, usize> = HashMap::new();
+    let mut already = 0;
+    let mut full = 0;
+    for (u, outcome) in &outcomes {
+        match outcome.as_ref().expect("no store error") {
+            RegisterOutcome::Registered { .. } => *registered.entry(*u).or_default() += 1,
+            RegisterOutcome::AlreadyRegistered => already += 1,
+            RegisterOutcome::Full => full += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(registered.len(), 80, "80 seats were free");
+    assert!(registered.values().all(|&n| n == 1), "one seat per user");
+    let early: HashSet<_> = early.into_iter().collect();
+    for (u, outcome) in &outcomes {
+        if early.contains(u) {
+            assert!(matches!(outcome, Ok(RegisterOutcome::AlreadyRegistered)));
+        }
+    }
+    for u in &twice {
+        let mine: Vec<_> = outcomes
+            .iter()
+            .filter(|(v, _)| v == u)
+            .map(|(_, o)| o.as_ref().expect("no store error"))
+            .collect();
+        if mine
+            .iter()
+            .any(|o| matches!(o, RegisterOutcome::Registered { .. }))
+        {
+            assert!(
+                mine.iter()
+                    .any(|o| matches!(o, RegisterOutcome::AlreadyRegistered)),
+                "the repeat of a registered user is AlreadyRegistered: {mine:?}"
+            );
+        }
+    }
+    assert_eq!(80 + already + full, 300);
+    assert!(already >= 20);
+
+    let after = store_seats(&node_a, c.id).await;
+    assert_eq!(after, (100, 100), "seats_taken = rows = capacity");
+    let mut conn = db.pool().get().await.expect("connection");
+    let job_rows: i64 = jobs::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .expect("count jobs");
+    assert_eq!(job_rows, 200, "a confirmation and a reminder per row");
+    let (a, b) = (node_a.batch_stats(), node_b.batch_stats());
+    assert!(
+        a.shared > before.0.shared || b.shared > before.1.shared,
+        "batches of several calls formed: {a:?} {b:?}"
+    );
+    assert_eq!(a.calls - before.0.calls + b.calls - before.1.calls, 300);
+    assert!(a.largest > 1 || b.largest > 1);
+}
+
+async fn store_seats(
+    store: &PgCompetitionStore,
+    id: keel_domain::competitions::CompetitionId,
+) -> (u32, u64) {
+    let seats = store
+        .get(id)
+        .await
+        .expect("get")
+        .expect("competition")
+        .seats_taken;
+    let rows = store.registration_count(id).await.expect("count");
+    (seats, rows)
+}
+
+/// Receipts in a batch: each caller's response commits with its own seat; a caller whose claim
+/// was lost gets the error and no seat, and the others keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receipts_in_a_batch_commit_per_caller() {
+    use keel_adapters_postgres::PgIdempotencyStore;
+    use keel_domain::competitions::{NewRegistration, RegistrationId};
+    use keel_domain::idempotency::{
+        ClaimOutcome, IdempotencyKey, IdempotencyPolicy, IdempotencyStore, RequestFingerprint,
+        Scope, StoredResponse,
+    };
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgCompetitionStore::new(db.pool().clone());
+    let users = PgUserStore::new(db.pool().clone());
+    let keys = PgIdempotencyStore::new(db.pool().clone());
+    let c = competition(&store, 10, Duration::hours(5), whole_second_now()).await;
+    let fp = RequestFingerprint::compute("POST", "/c", "u", b"");
+    let claim = async |key: &str| match keys
+        .claim(
+            &Scope::user("u"),
+            &IdempotencyKey::parse(key).expect("key"),
+            &fp,
+            IdempotencyPolicy::default(),
+            whole_second_now(),
+        )
+        .await
+        .expect("claim")
+    {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => panic!("{other:?}"),
+    };
+    let mut calls = Vec::new();
+    for n in 0..6 {
+        let new = NewRegistration {
+            id: RegistrationId(uuid::Uuid::now_v7()),
+            competition_id: c.id,
+            user_id: user(&users).await,
+            registered_at: whole_second_now(),
+        };
+        calls.push((new, Receipt(claim(&format!("batch-{n}")).await)));
+    }
+    let lost = &calls[2].1;
+    keys.complete(
+        &lost.0,
+        &StoredResponse {
+            status: 500,
+            headers: vec![],
+            body: vec![],
+        },
+    )
+    .await
+    .expect("complete elsewhere");
+    let outcomes = futures_util::future::join_all(calls.iter().map(|(new, receipt)| {
+        store.register(
+            new,
+            &[],
+            Some(receipt as &dyn keel_domain::competitions::RegistrationReceipt),
+            whole_second_now(),
+        )
+    }))
+    .await;
+    let mut seats_left = Vec::new();
+    for (n, outcome) in outcomes.iter().enumerate() {
+        let (new, receipt) = &calls[n];
+        if n == 2 {
+            assert!(outcome.is_err(), "the lost claim fails: {outcome:?}");
+            assert_eq!(store.registration(new.id).await.expect("get"), None);
+            continue;
+        }
+        let Ok(RegisterOutcome::Registered {
+            seats_left: left,
+            receipt_stored: true,
+        }) = outcome
+        else {
+            panic!("registered with its receipt: {outcome:?}");
+        };
+        seats_left.push(*left);
+        let replay = keys
+            .claim(
+                &Scope::user("u"),
+                &receipt.0.key,
+                &fp,
+                IdempotencyPolicy::default(),
+                whole_second_now(),
+            )
+            .await
+            .expect("replay");
+        match replay {
+            ClaimOutcome::Replay(response) => {
+                assert_eq!(response.body, format!("{}:{left}", new.id).into_bytes());
+            }
+            other => panic!("expected a replay, got {other:?}"),
+        }
+    }
+    seats_left.sort_unstable();
+    seats_left.dedup();
+    assert_eq!(seats_left.len(), 5, "each caller saw its own seats left");
+    assert_eq!(store_seats(&store, c.id).await, (5, 5));
+}

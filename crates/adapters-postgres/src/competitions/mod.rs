@@ -1,15 +1,19 @@
 //! Competitions and registrations in Postgres.
 //!
-//! - A registration is one transaction: `UPDATE competitions SET seats_taken = seats_taken + 1
-//!   WHERE id = $1 AND seats_taken < capacity AND registration_deadline > $now RETURNING …`
-//!   (the row lock serialises racers on one competition; a loser re-checks the condition and
-//!   updates nothing), then `INSERT … ON CONFLICT DO NOTHING` of the row (a duplicate rolls the
-//!   whole transaction back, seat included), then the jobs through [`enqueue_in`].
+//! - Registrations are group-committed per competition (see [`batch`]): concurrent calls for one
+//!   competition on this node share one transaction that locks the competition row
+//!   (`SELECT … FOR UPDATE`), inserts the rows that fit with `INSERT … ON CONFLICT DO NOTHING`,
+//!   stores each receipt, enqueues the jobs through `enqueue_in` and raises `seats_taken` once.
+//!   A lone registration is a batch of one.
 //! - Withdrawals and releases lock the competition row first (the same order as registrations,
 //!   so they cannot deadlock), delete the row, decrement the count and delete the pending
 //!   reminder job, in one transaction.
 //! - The schema restates the rules: `CHECK (seats_taken BETWEEN 0 AND capacity)` and
 //!   `UNIQUE (competition_id, user_id)` (see `migrations/…_competitions`).
+
+mod batch;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -24,10 +28,10 @@ use keel_domain::identity::user::UserId;
 use keel_domain::jobs::{JobKind, JobState, NewJob};
 use uuid::Uuid;
 
+pub use self::batch::BatchStats;
+use self::batch::Batcher;
 use crate::PgPool;
 use crate::error::query_error;
-use crate::idempotency::complete_in;
-use crate::jobs::enqueue_in;
 use crate::schema::jobs as jobs_table;
 
 diesel::table! {
@@ -126,21 +130,6 @@ fn into_competition(row: CompetitionRow) -> Result<Competition, StoreError> {
     })
 }
 
-/// Why a registration transaction stopped.
-enum Abort {
-    Db(diesel::result::Error),
-    /// Rolled back on purpose (the user already holds a seat).
-    Outcome(RegisterOutcome),
-    /// The receipt could not be stored (its claim was lost): nothing commits.
-    Store(StoreError),
-}
-
-impl From<diesel::result::Error> for Abort {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(e)
-    }
-}
-
 /// Deletes the pending reminders of `registrations` (a running one skips by itself).
 async fn cancel_reminders(
     conn: &mut AsyncPgConnection,
@@ -176,83 +165,6 @@ async fn lock_competitions(
         .for_update()
         .load(conn)
         .await
-}
-
-async fn register_on(
-    conn: &mut AsyncPgConnection,
-    registration: &NewRegistration,
-    jobs: &[NewJob],
-    receipt: Option<&dyn RegistrationReceipt>,
-    now: DateTime<Utc>,
-) -> Result<RegisterOutcome, Abort> {
-    let competition = registration.competition_id.0;
-    let user = registration.user_id.as_uuid();
-    let taken: Option<(i32, i32)> = diesel::update(
-        competitions::table
-            .filter(competitions::id.eq(competition))
-            .filter(competitions::seats_taken.lt(competitions::capacity))
-            .filter(competitions::registration_deadline.gt(now)),
-    )
-    .set(competitions::seats_taken.eq(competitions::seats_taken + 1))
-    .returning((competitions::capacity, competitions::seats_taken))
-    .get_result(conn)
-    .await
-    .optional()?;
-    let Some((capacity, seats_taken)) = taken else {
-        // No seat taken: say why (nothing was written).
-        let found: Option<DateTime<Utc>> = competitions::table
-            .filter(competitions::id.eq(competition))
-            .select(competitions::registration_deadline)
-            .first(conn)
-            .await
-            .optional()?;
-        let registered: Option<Uuid> = registrations::table
-            .filter(registrations::competition_id.eq(competition))
-            .filter(registrations::user_id.eq(user))
-            .select(registrations::id)
-            .first(conn)
-            .await
-            .optional()?;
-        return Ok(match found {
-            None => RegisterOutcome::NotFound,
-            Some(deadline) if deadline <= now => RegisterOutcome::Closed,
-            Some(_) if registered.is_some() => RegisterOutcome::AlreadyRegistered,
-            Some(_) => RegisterOutcome::Full,
-        });
-    };
-    let inserted: Option<Uuid> = diesel::insert_into(registrations::table)
-        .values((
-            registrations::id.eq(registration.id.0),
-            registrations::competition_id.eq(competition),
-            registrations::user_id.eq(Some(user)),
-            registrations::registered_at.eq(registration.registered_at),
-        ))
-        .on_conflict((registrations::competition_id, registrations::user_id))
-        .do_nothing()
-        .returning(registrations::id)
-        .get_result(conn)
-        .await
-        .optional()?;
-    if inserted.is_none() {
-        // Rolls the seat back with everything else.
-        return Err(Abort::Outcome(RegisterOutcome::AlreadyRegistered));
-    }
-    for job in jobs {
-        enqueue_in(conn, job, now).await?;
-    }
-    let seats_left = to_u32(capacity - seats_taken, "seats left").map_err(Abort::Store)?;
-    if let Some(receipt) = receipt {
-        let response = receipt
-            .response(registration, seats_left)
-            .map_err(Abort::Store)?;
-        complete_in(conn, receipt.claim(), &response)
-            .await
-            .map_err(Abort::Store)?;
-    }
-    Ok(RegisterOutcome::Registered {
-        seats_left,
-        receipt_stored: receipt.is_some(),
-    })
 }
 
 async fn withdraw_on(
@@ -347,16 +259,28 @@ async fn release_on(
 }
 
 /// [`CompetitionStore`] on Postgres.
+///
+/// Clones share one [`batch`] coalescer, so concurrent registrations for one competition made
+/// through any clone commit together (group commit).
 #[derive(Debug, Clone)]
 pub struct PgCompetitionStore {
     pool: PgPool,
+    batcher: Arc<Batcher>,
 }
 
 impl PgCompetitionStore {
     /// A store on the database behind `pool`; registrations enqueue their jobs in the same
     /// database's `jobs` table.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            batcher: Arc::new(Batcher::new(pool.clone())),
+            pool,
+        }
+    }
+
+    /// Counters of the registration batches this store (and its clones) committed so far.
+    pub fn batch_stats(&self) -> BatchStats {
+        self.batcher.stats()
     }
 }
 
@@ -425,15 +349,9 @@ impl CompetitionStore for PgCompetitionStore {
         receipt: Option<&'a dyn RegistrationReceipt>,
         now: DateTime<Utc>,
     ) -> Result<RegisterOutcome, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let result = conn
-            .transaction(async |conn| register_on(conn, registration, jobs, receipt, now).await)
-            .await;
-        match result {
-            Ok(outcome) | Err(Abort::Outcome(outcome)) => Ok(outcome),
-            Err(Abort::Db(e)) => Err(query_error(e)),
-            Err(Abort::Store(e)) => Err(e),
-        }
+        self.batcher
+            .register(registration, jobs, receipt, now)
+            .await
     }
 
     async fn withdraw(
