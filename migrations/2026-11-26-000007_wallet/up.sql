@@ -110,6 +110,10 @@ CREATE TABLE ledger_accounts (
 -- An account is what it is forever and is never removed; only its balance changes. A row
 -- trigger cannot see whether postings come with a balance change, so the stored balance is
 -- proven equal to the sum of its postings by `GET /admin/ledger/verify` (LedgerStore::verify).
+-- A deferred constraint trigger comparing each updated balance with the sum of its postings at
+-- commit was measured and left out: it sums every posting of the account, and the system
+-- accounts (provider clearing) take one posting per deposit and payout, so each commit grows
+-- slower with the ledger (+39% per transfer at only 6,000 postings on the clearing account).
 CREATE FUNCTION ledger_accounts_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP IN ('DELETE', 'TRUNCATE') THEN

@@ -1078,11 +1078,7 @@ async fn racing_approvals_apply_once<S: LedgerStore>(f: &Fixture<'_, S>) {
     .into_iter()
     .map(ok)
     .collect();
-    assert_eq!(
-        count(&outcomes, &ApplyOutcome::Applied),
-        1,
-        "{outcomes:?}"
-    );
+    assert_eq!(count(&outcomes, &ApplyOutcome::Applied), 1, "{outcomes:?}");
     assert_eq!(
         count(&outcomes, &ApplyOutcome::AlreadyApplied),
         CONTENDERS - 1,
