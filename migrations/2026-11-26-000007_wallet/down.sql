@@ -10,3 +10,6 @@ DROP TABLE IF EXISTS wallet_operations;
 DROP FUNCTION IF EXISTS ledger_refuse_change();
 DROP FUNCTION IF EXISTS ledger_check_balanced();
 DROP FUNCTION IF EXISTS wallet_operations_final();
+DROP FUNCTION IF EXISTS wallet_adjustments_approve_only();
+DROP FUNCTION IF EXISTS ledger_transactions_link_kinds();
+DROP FUNCTION IF EXISTS ledger_accounts_fixed();

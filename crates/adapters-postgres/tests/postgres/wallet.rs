@@ -180,8 +180,8 @@ async fn a_final_operation_cannot_be_reopened() {
     let user = keel_domain::identity::user::UserId(Uuid::now_v7());
     let deposit = open_deposit(&store, user, 100, whole_second_now()).await;
     let mut conn = db.pool().get().await.unwrap();
-    // Pending: may change.
-    diesel::sql_query("UPDATE wallet_operations SET memo = 'note' WHERE id = $1")
+    // Pending: its state may change.
+    diesel::sql_query("UPDATE wallet_operations SET provider_reference = 'chk-2' WHERE id = $1")
         .bind::<SqlUuid, _>(deposit.id.0)
         .execute(&mut conn)
         .await
@@ -544,4 +544,306 @@ async fn a_batch_with_one_overdraft_books_nothing() {
     let report = store.verify().await.expect("verify");
     assert!(report.is_consistent(), "{report:?}");
     assert_eq!(report.transactions, 6 + 1);
+}
+
+/// Runs each statement (binding `id`) and asserts the database refuses it.
+async fn refused(conn: &mut diesel_async::AsyncPgConnection, id: Uuid, statements: &[&str]) {
+    for sql in statements {
+        let result = diesel::sql_query(*sql)
+            .bind::<SqlUuid, _>(id)
+            .execute(conn)
+            .await;
+        assert!(result.is_err(), "{sql} must be refused");
+    }
+}
+
+/// Runs each statement (binding `id`) and asserts it changed one row.
+async fn accepted(conn: &mut diesel_async::AsyncPgConnection, id: Uuid, statements: &[&str]) {
+    for sql in statements {
+        let changed = diesel::sql_query(*sql)
+            .bind::<SqlUuid, _>(id)
+            .execute(conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql} must be accepted: {e}"));
+        assert_eq!(changed, 1, "{sql}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_operation_changes_only_its_state() {
+    use keel_domain::testkit::ledger_store::withdraw;
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let user = keel_domain::identity::user::UserId(Uuid::now_v7());
+    let deposit = open_deposit(&store, user, 100, whole_second_now()).await;
+    let mut conn = db.pool().get().await.expect("a connection");
+    refused(
+        &mut conn,
+        deposit.id.0,
+        &[
+            "UPDATE wallet_operations SET user_id = gen_random_uuid() WHERE id = $1",
+            "UPDATE wallet_operations SET kind = 'adjustment' WHERE id = $1",
+            "UPDATE wallet_operations SET direction = 'debit' WHERE id = $1",
+            "UPDATE wallet_operations SET amount_minor = 1000000 WHERE id = $1",
+            "UPDATE wallet_operations SET currency = 'USD' WHERE id = $1",
+            "UPDATE wallet_operations SET destination = 'ZA-BANK-9999' WHERE id = $1",
+            "UPDATE wallet_operations SET memo = 'note' WHERE id = $1",
+            "UPDATE wallet_operations SET created_at = now() WHERE id = $1",
+            "UPDATE wallet_operations SET id = gen_random_uuid() WHERE id = $1",
+            "DELETE FROM wallet_operations WHERE id = $1",
+        ],
+    )
+    .await;
+    accepted(
+        &mut conn,
+        deposit.id.0,
+        &[
+            "UPDATE wallet_operations SET provider_reference = 'chk-new' WHERE id = $1",
+            "UPDATE wallet_operations SET updated_at = now(), failure_reason = 'x' WHERE id = $1",
+        ],
+    )
+    .await;
+    let truncate = diesel::sql_query("TRUNCATE wallet_operations CASCADE")
+        .execute(&mut conn)
+        .await;
+    assert!(
+        truncate.is_err(),
+        "TRUNCATE wallet_operations must be refused"
+    );
+
+    // A withdrawal names its hold from the start: the link never changes or goes.
+    fund(&store, user, 500).await;
+    let w = withdraw(&store, user, 200).await;
+    let other = fund(&store, user, 1).await;
+    refused(
+        &mut conn,
+        w.operation.id.0,
+        &["UPDATE wallet_operations SET transaction_id = NULL WHERE id = $1"],
+    )
+    .await;
+    let relinked =
+        diesel::sql_query("UPDATE wallet_operations SET transaction_id = $2 WHERE id = $1")
+            .bind::<SqlUuid, _>(w.operation.id.0)
+            .bind::<SqlUuid, _>(other.id.0)
+            .execute(&mut conn)
+            .await;
+    assert!(relinked.is_err(), "a named transaction is never replaced");
+    // The legitimate paths still work: settling names the deposit's booking (NULL → value).
+    let (outcome, tx) = settle_deposit(&store, &deposit, None).await;
+    assert_eq!(outcome, SettleOutcome::Settled);
+    let stored = store
+        .operation(deposit.id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.transaction_id, Some(tx.id));
+    assert_eq!(stored.provider_reference.as_deref(), Some("chk-new"));
+    assert!(store.verify().await.expect("verify").is_consistent());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_events_are_append_only() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let user = keel_domain::identity::user::UserId(Uuid::now_v7());
+    let deposit = open_deposit(&store, user, 100, whole_second_now()).await;
+    let (outcome, _) = settle_deposit(&store, &deposit, Some("evt-append-only")).await;
+    assert_eq!(outcome, SettleOutcome::Settled);
+    let mut conn = db.pool().get().await.expect("a connection");
+    refused(
+        &mut conn,
+        deposit.id.0,
+        &[
+            "UPDATE provider_events SET event_id = 'evt-other' WHERE operation_id = $1",
+            "UPDATE provider_events SET processed_at = now() WHERE operation_id = $1",
+            "DELETE FROM provider_events WHERE operation_id = $1",
+        ],
+    )
+    .await;
+    let truncate = diesel::sql_query("TRUNCATE provider_events")
+        .execute(&mut conn)
+        .await;
+    assert!(
+        truncate.is_err(),
+        "TRUNCATE provider_events must be refused"
+    );
+    // Still recorded: the same event is a duplicate.
+    assert_eq!(
+        settle_deposit(&store, &deposit, Some("evt-append-only"))
+            .await
+            .0,
+        SettleOutcome::DuplicateEvent
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adjustment_only_moves_from_pending_to_applied() {
+    use keel_domain::testkit::ledger_store::{adjustment, adjustment_booking};
+    use keel_domain::wallet::{AdjustmentStatus, ApplyOutcome, Direction};
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let (user, maker, checker) = (
+        keel_domain::identity::user::UserId(Uuid::now_v7()),
+        keel_domain::identity::user::UserId(Uuid::now_v7()),
+        keel_domain::identity::user::UserId(Uuid::now_v7()),
+    );
+    let pending = adjustment(user, maker, 5_000, Direction::Credit, true);
+    assert_eq!(
+        store
+            .create_adjustment(&pending, None, None)
+            .await
+            .expect("proposed")
+            .0,
+        ApplyOutcome::Proposed
+    );
+    let mut conn = db.pool().get().await.expect("a connection");
+    refused(
+        &mut conn,
+        pending.id.0,
+        &[
+            "UPDATE wallet_adjustments SET amount_minor = 9999999 WHERE id = $1",
+            "UPDATE wallet_adjustments SET direction = 'debit' WHERE id = $1",
+            "UPDATE wallet_adjustments SET reason = 'other' WHERE id = $1",
+            "UPDATE wallet_adjustments SET proposed_by = gen_random_uuid() WHERE id = $1",
+            "UPDATE wallet_adjustments SET needs_approval = false WHERE id = $1",
+            // Approving needs the approver, the operation and the time, all at once.
+            "UPDATE wallet_adjustments SET approved_by = gen_random_uuid() WHERE id = $1",
+            "DELETE FROM wallet_adjustments WHERE id = $1",
+        ],
+    )
+    .await;
+    let truncate = diesel::sql_query("TRUNCATE wallet_adjustments")
+        .execute(&mut conn)
+        .await;
+    assert!(
+        truncate.is_err(),
+        "TRUNCATE wallet_adjustments must be refused"
+    );
+
+    // The approval path still works.
+    let (operation, tx) = adjustment_booking(&pending);
+    assert_eq!(
+        store
+            .apply_adjustment(pending.id, checker, &operation, &tx)
+            .await
+            .expect("applied"),
+        ApplyOutcome::Applied
+    );
+    refused(
+        &mut conn,
+        pending.id.0,
+        &[
+            "UPDATE wallet_adjustments SET status = 'pending_approval', approved_by = NULL, \
+             operation_id = NULL, decided_at = NULL WHERE id = $1",
+            "UPDATE wallet_adjustments SET approved_by = gen_random_uuid() WHERE id = $1",
+            "UPDATE wallet_adjustments SET decided_at = now() WHERE id = $1",
+            "UPDATE wallet_adjustments SET status = 'applied' WHERE id = $1",
+            "DELETE FROM wallet_adjustments WHERE id = $1",
+        ],
+    )
+    .await;
+    let stored = store
+        .adjustment(pending.id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.status, AdjustmentStatus::Applied);
+    assert_eq!(stored.approved_by, Some(checker));
+    assert_eq!(stored.operation_id, Some(operation.id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn links_point_at_transactions_of_the_right_kind() {
+    use keel_domain::testkit::ledger_store::withdraw;
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let (user, deposit) = funded(&store).await;
+    let hold = withdraw(&store, user, 100).await.hold.id.0;
+    let mut conn = db.pool().get().await.expect("a connection");
+    for (kind, column, target, what) in [
+        ("post_hold", "resolves", deposit, "not a hold"),
+        ("void_hold", "resolves", deposit, "not a hold"),
+        ("reversal", "reverses", hold, "not a deposit or adjustment"),
+    ] {
+        let result = conn
+            .transaction(async |conn| {
+                diesel::sql_query(format!(
+                    "INSERT INTO ledger_transactions (id, kind, {column}, created_at) \
+                     VALUES ($1, '{kind}', $2, now())"
+                ))
+                .bind::<SqlUuid, _>(Uuid::now_v7())
+                .bind::<SqlUuid, _>(target)
+                .execute(conn)
+                .await
+            })
+            .await;
+        let error = result.expect_err("a link to the wrong kind is refused");
+        assert!(error.to_string().contains(what), "{kind}: {error}");
+    }
+    assert!(store.verify().await.expect("verify").is_consistent());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_changes_only_its_balance() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let (user, _) = funded(&store).await;
+    let mut conn = db.pool().get().await.expect("a connection");
+    refused(
+        &mut conn,
+        user.0,
+        &[
+            "UPDATE ledger_accounts SET user_id = gen_random_uuid() WHERE user_id = $1",
+            "UPDATE ledger_accounts SET purpose = 'held' WHERE user_id = $1",
+            "UPDATE ledger_accounts SET currency = 'USD' WHERE user_id = $1",
+            "UPDATE ledger_accounts SET id = gen_random_uuid() WHERE user_id = $1",
+            "UPDATE ledger_accounts SET allow_negative = true WHERE user_id = $1",
+            "DELETE FROM ledger_accounts WHERE user_id = $1",
+        ],
+    )
+    .await;
+    // Even an account without postings (nothing references it) is never removed.
+    let empty = Uuid::now_v7();
+    accepted(
+        &mut conn,
+        empty,
+        &[
+            "INSERT INTO ledger_accounts (id, user_id, purpose, currency, allow_negative) \
+           VALUES (gen_random_uuid(), $1, 'held', 'ZAR', false)",
+        ],
+    )
+    .await;
+    refused(
+        &mut conn,
+        empty,
+        &["DELETE FROM ledger_accounts WHERE user_id = $1"],
+    )
+    .await;
+    let truncate = diesel::sql_query("TRUNCATE ledger_accounts CASCADE")
+        .execute(&mut conn)
+        .await;
+    assert!(
+        truncate.is_err(),
+        "TRUNCATE ledger_accounts must be refused"
+    );
+    accepted(
+        &mut conn,
+        user.0,
+        &["UPDATE ledger_accounts SET balance = balance WHERE user_id = $1"],
+    )
+    .await;
+    assert!(store.verify().await.expect("verify").is_consistent());
 }

@@ -55,6 +55,10 @@ pub async fn run_all<S: LedgerStore + WebhookLogStore>(f: &Fixture<'_, S>) {
     mismatches_are_kept_once_per_operation_and_kind(f).await;
     webhook_deliveries_are_logged(f).await;
     racing_withdrawals_never_overspend(f).await;
+    racing_settlements_of_a_withdrawal_settle_once(f).await;
+    racing_provider_events_settle_a_deposit_once(f).await;
+    racing_reversals_reverse_once(f).await;
+    racing_approvals_apply_once(f).await;
     the_ledger_verifies(f.store).await;
 }
 
@@ -185,7 +189,8 @@ pub async fn withdraw_at<S: LedgerStore>(
     }
 }
 
-async fn withdraw<S: LedgerStore>(store: &S, user: UserId, minor: i64) -> Withdrawal {
+/// Places a withdrawal of `minor` for `user` now.
+pub async fn withdraw<S: LedgerStore>(store: &S, user: UserId, minor: i64) -> Withdrawal {
     withdraw_at(store, user, minor, whole_second_now()).await
 }
 
@@ -484,7 +489,7 @@ async fn reversals_book_once_and_never_overdraw<S: LedgerStore>(f: &Fixture<'_, 
 }
 
 /// An adjustment of `minor` for `user` proposed by `admin`, and what books it.
-fn adjustment(
+pub fn adjustment(
     user: UserId,
     admin: UserId,
     minor: i64,
@@ -506,7 +511,8 @@ fn adjustment(
     }
 }
 
-fn adjustment_booking(a: &Adjustment) -> (Operation, Transaction) {
+/// The operation and transaction that book `a` when it is applied.
+pub fn adjustment_booking(a: &Adjustment) -> (Operation, Transaction) {
     let at = whole_second_now();
     let mut operation = Operation::new(a.user_id, OperationKind::Adjustment, a.money, at);
     operation.direction = a.direction;
@@ -866,4 +872,231 @@ pub async fn the_ledger_verifies<S: LedgerStore>(store: &S) {
     let report = ok(store.verify().await);
     assert!(report.is_consistent(), "{report:?}");
     assert!(report.accounts > 0 && report.transactions > 0, "{report:?}");
+}
+
+/// Concurrent callers in the racing cases below.
+pub const CONTENDERS: usize = 10;
+
+fn count<T: PartialEq>(outcomes: &[T], wanted: &T) -> usize {
+    outcomes.iter().filter(|o| *o == wanted).count()
+}
+
+async fn racing_settlements_of_a_withdrawal_settle_once<S: LedgerStore>(f: &Fixture<'_, S>) {
+    let store = f.store;
+    let u = user();
+    fund(store, u, 500).await;
+    let w = withdraw(store, u, 200).await;
+    assert!(matches!(w.booked, Booked::Done { .. }));
+    let clearing = AccountRef::system(SystemAccount::ProviderClearing, zar());
+    let clearing_before = ok(store.account_balance(clearing).await);
+    let at = whole_second_now();
+    // Even indices post the hold (paid), odd ones void it (refused).
+    let settlements: Vec<(bool, Transaction)> = (0..2 * CONTENDERS)
+        .map(|i| {
+            let paid = i % 2 == 0;
+            let tx = if paid {
+                Transaction::post_hold(&w.hold, at)
+            } else {
+                Transaction::void_hold(&w.hold, at)
+            };
+            (paid, tx.unwrap_or_else(|| panic!("a hold")))
+        })
+        .collect();
+    let outcomes = join_all(settlements.iter().map(|(paid, tx)| {
+        store.settle(Settlement {
+            operation: w.operation.id,
+            to: if *paid {
+                OperationStatus::Succeeded
+            } else {
+                OperationStatus::Failed
+            },
+            transaction: Some(tx),
+            provider_event: None,
+            failure_reason: (!paid).then_some("payout refused"),
+            at,
+        })
+    }))
+    .await;
+    let settled: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, Ok(SettleOutcome::Settled)))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(settled.len(), 1, "{outcomes:?}");
+    let winner = settled
+        .first()
+        .and_then(|i| settlements.get(*i))
+        .unwrap_or_else(|| panic!("a winner"));
+    let final_status = if winner.0 {
+        OperationStatus::Succeeded
+    } else {
+        OperationStatus::Failed
+    };
+    for outcome in &outcomes {
+        assert!(
+            matches!(
+                outcome,
+                Ok(SettleOutcome::Settled) | Ok(SettleOutcome::AlreadyFinal(_)) | Err(_)
+            ),
+            "{outcomes:?}"
+        );
+        if let Ok(SettleOutcome::AlreadyFinal(status)) = outcome {
+            assert_eq!(*status, final_status, "{outcomes:?}");
+        }
+    }
+    assert_eq!(status(store, w.operation.id).await, final_status);
+    // Exactly one resolving transaction: the winner's.
+    for (i, (_, tx)) in settlements.iter().enumerate() {
+        let stored = ok(store.transaction(tx.id).await);
+        assert_eq!(stored.is_some(), settled.contains(&i), "transaction {i}");
+    }
+    if winner.0 {
+        assert_balance(store, u, 300, 0).await;
+        assert_eq!(
+            ok(store.account_balance(clearing).await),
+            clearing_before + 200
+        );
+    } else {
+        assert_balance(store, u, 500, 0).await;
+        assert_eq!(ok(store.account_balance(clearing).await), clearing_before);
+    }
+}
+
+async fn racing_provider_events_settle_a_deposit_once<S: LedgerStore>(f: &Fixture<'_, S>) {
+    let store = f.store;
+    let u = user();
+    let deposit = open_deposit(store, u, 300, whole_second_now()).await;
+    let events: Vec<String> = (0..CONTENDERS)
+        .map(|_| format!("evt-{}", Uuid::new_v4()))
+        .collect();
+    let outcomes: Vec<(SettleOutcome, Transaction)> = join_all(
+        events
+            .iter()
+            .map(|event| settle_deposit(store, &deposit, Some(event))),
+    )
+    .await;
+    let answers: Vec<SettleOutcome> = outcomes.iter().map(|(o, _)| *o).collect();
+    assert_eq!(count(&answers, &SettleOutcome::Settled), 1, "{answers:?}");
+    assert_eq!(
+        count(
+            &answers,
+            &SettleOutcome::AlreadyFinal(OperationStatus::Succeeded)
+        ),
+        CONTENDERS - 1,
+        "{answers:?}"
+    );
+    let winner = answers
+        .iter()
+        .position(|o| *o == SettleOutcome::Settled)
+        .unwrap_or_else(|| panic!("a winner"));
+    for (i, (_, tx)) in outcomes.iter().enumerate() {
+        assert_eq!(
+            ok(store.transaction(tx.id).await).is_some(),
+            i == winner,
+            "deposit transaction {i}"
+        );
+    }
+    let stored = ok(store.operation(deposit.id).await).unwrap_or_else(|| panic!("stored"));
+    assert_eq!(stored.status, OperationStatus::Succeeded);
+    assert_eq!(
+        stored.transaction_id,
+        outcomes.get(winner).map(|(_, tx)| tx.id)
+    );
+    assert_balance(store, u, 300, 0).await;
+    // The winner's event again is a duplicate; a loser's event is not, but the deposit is final.
+    let winning_event = events.get(winner).unwrap_or_else(|| panic!("an event"));
+    assert_eq!(
+        settle_deposit(store, &deposit, Some(winning_event)).await.0,
+        SettleOutcome::DuplicateEvent
+    );
+    let losing_event = events
+        .get((winner + 1) % CONTENDERS)
+        .unwrap_or_else(|| panic!("an event"));
+    assert_eq!(
+        settle_deposit(store, &deposit, Some(losing_event)).await.0,
+        SettleOutcome::AlreadyFinal(OperationStatus::Succeeded)
+    );
+    assert_balance(store, u, 300, 0).await;
+}
+
+async fn racing_reversals_reverse_once<S: LedgerStore>(f: &Fixture<'_, S>) {
+    let store = f.store;
+    let u = user();
+    let deposit = fund(store, u, 400).await;
+    // Extra funds, so the losers could afford a second reversal: only the link stops them.
+    fund(store, u, 400).await;
+    let reversals: Vec<(Operation, Transaction)> = (0..CONTENDERS)
+        .map(|_| reversal_of(&deposit, u, 400))
+        .collect();
+    let outcomes: Vec<ReverseOutcome> = join_all(
+        reversals
+            .iter()
+            .map(|(operation, reversal)| store.reverse(reversal, operation, None)),
+    )
+    .await
+    .into_iter()
+    .map(ok)
+    .collect();
+    let reversed = ReverseOutcome::Reversed {
+        receipt_stored: false,
+    };
+    assert_eq!(count(&outcomes, &reversed), 1, "{outcomes:?}");
+    assert_eq!(
+        count(&outcomes, &ReverseOutcome::AlreadyReversed),
+        CONTENDERS - 1,
+        "{outcomes:?}"
+    );
+    for ((operation, reversal), outcome) in reversals.iter().zip(&outcomes) {
+        let won = *outcome == reversed;
+        assert_eq!(ok(store.operation(operation.id).await).is_some(), won);
+        assert_eq!(ok(store.transaction(reversal.id).await).is_some(), won);
+    }
+    assert_balance(store, u, 400, 0).await;
+}
+
+async fn racing_approvals_apply_once<S: LedgerStore>(f: &Fixture<'_, S>) {
+    let store = f.store;
+    let (u, maker) = (user(), user());
+    let pending = adjustment(u, maker, 9_000, Direction::Credit, true);
+    assert_eq!(
+        ok(store.create_adjustment(&pending, None, None).await).0,
+        ApplyOutcome::Proposed
+    );
+    let approvals: Vec<(UserId, Operation, Transaction)> = (0..CONTENDERS)
+        .map(|_| {
+            let (operation, tx) = adjustment_booking(&pending);
+            (user(), operation, tx)
+        })
+        .collect();
+    let outcomes: Vec<ApplyOutcome> = join_all(
+        approvals
+            .iter()
+            .map(|(checker, op, tx)| store.apply_adjustment(pending.id, *checker, op, tx)),
+    )
+    .await
+    .into_iter()
+    .map(ok)
+    .collect();
+    assert_eq!(count(&outcomes, &ApplyOutcome::Applied), 1, "{outcomes:?}");
+    assert_eq!(
+        count(&outcomes, &ApplyOutcome::AlreadyApplied),
+        CONTENDERS - 1,
+        "{outcomes:?}"
+    );
+    let winner = outcomes
+        .iter()
+        .position(|o| *o == ApplyOutcome::Applied)
+        .and_then(|i| approvals.get(i))
+        .unwrap_or_else(|| panic!("a winner"));
+    let applied = ok(store.adjustment(pending.id).await).unwrap_or_else(|| panic!("stored"));
+    assert_eq!(applied.status, AdjustmentStatus::Applied);
+    assert_eq!(applied.approved_by, Some(winner.0));
+    assert_eq!(applied.operation_id, Some(winner.1.id));
+    for (_, operation, tx) in &approvals {
+        let won = operation.id == winner.1.id;
+        assert_eq!(ok(store.operation(operation.id).await).is_some(), won);
+        assert_eq!(ok(store.transaction(tx.id).await).is_some(), won);
+    }
+    assert_balance(store, u, 9_000, 0).await;
 }
