@@ -131,17 +131,22 @@ impl ScoreStore for MemoryScoreStore {
                 },
             );
         }
-        let old_score = state.standings.get(&action.user_id).map_or(0, |s| s.score);
+        let (old_score, old_reached) = state
+            .standings
+            .get(&action.user_id)
+            .map_or((0, action.at), |s| (s.score, s.reached_at));
         let Some(new_score) = old_score
             .checked_add(action.delta)
             .filter(|s| *s <= MAX_SCORE)
         else {
             return Ok(ApplyScore::Overflow);
         };
+        // The time a score was reached never moves backwards.
+        let reached_at = old_reached.max(action.at);
         let standing = Standing {
             user_id: action.user_id,
             score: new_score,
-            reached_at: action.at,
+            reached_at,
         };
         state.standings.insert(action.user_id, standing.clone());
         let receipt = ScoreReceipt {
@@ -166,7 +171,7 @@ impl ScoreStore for MemoryScoreStore {
         });
         Ok(ApplyScore::Applied {
             receipt,
-            reached_at: action.at,
+            reached_at,
         })
     }
 

@@ -165,7 +165,7 @@ impl From<diesel::result::Error> for Stop {
 async fn apply_on(
     conn: &mut AsyncPgConnection,
     action: &ScoredAction,
-) -> Result<ScoreReceipt, Stop> {
+) -> Result<(ScoreReceipt, DateTime<Utc>), Stop> {
     let user = action.user_id.0;
     // The row first (a concurrent first action of the same user waits on its key), then the
     // guarded increment, which holds the row lock to the commit.
@@ -179,24 +179,29 @@ async fn apply_on(
         .on_conflict_do_nothing()
         .execute(conn)
         .await?;
-    let new_score: Option<i64> = diesel::update(
+    // GREATEST: of two concurrent actions, the later-stamped one may take the lock first; the
+    // time a score was reached never moves backwards.
+    let reached = diesel::dsl::sql::<diesel::sql_types::Timestamptz>("GREATEST(reached_at, ")
+        .bind::<diesel::sql_types::Timestamptz, _>(action.at)
+        .sql(")");
+    let updated: Option<(i64, DateTime<Utc>)> = diesel::update(
         scores::table
             .filter(scores::user_id.eq(user))
             .filter(scores::score.le(MAX_SCORE - action.delta)),
     )
     .set((
         scores::score.eq(scores::score + action.delta),
-        scores::reached_at.eq(action.at),
+        scores::reached_at.eq(reached),
         scores::updated_at.eq(action.at),
     ))
-    .returning(scores::score)
+    .returning((scores::score, scores::reached_at))
     .get_result(conn)
     .await
     .optional()?;
-    let Some(new_score) = new_score else {
+    let Some((new_score, reached_at)) = updated else {
         return Err(Stop::Overflow);
     };
-    let rank = rank_of(conn, new_score, action.at, user).await?;
+    let rank = rank_of(conn, new_score, reached_at, user).await?;
     let old_score = new_score - action.delta;
     diesel::insert_into(score_actions::table)
         .values((
@@ -212,12 +217,13 @@ async fn apply_on(
         ))
         .execute(conn)
         .await?;
-    Ok(ScoreReceipt {
+    let receipt = ScoreReceipt {
         old_score,
         new_score,
         rank: u64::try_from(rank).unwrap_or(u64::MAX),
         delta: action.delta,
-    })
+    };
+    Ok((receipt, reached_at))
 }
 
 fn standing((user, score, reached_at): (Uuid, i64, DateTime<Utc>)) -> Standing {
@@ -242,9 +248,9 @@ impl ScoreStore for PgScoreStore {
             .transaction(async |conn| apply_on(conn, action).await)
             .await;
         match result {
-            Ok(receipt) => Ok(ApplyScore::Applied {
+            Ok((receipt, reached_at)) => Ok(ApplyScore::Applied {
                 receipt,
-                reached_at: action.at,
+                reached_at,
             }),
             Err(Stop::Overflow) => Ok(ApplyScore::Overflow),
             // A concurrent use of the same action won the primary key: answer as a repeat.

@@ -305,6 +305,19 @@ pub async fn update_score(
     caller: Authenticated,
     body: web::Json<ScoreUpdate>,
 ) -> Result<HttpResponse, ApiError> {
+    // A deleted account's tokens stay valid until they expire: it must not score again.
+    if state
+        .stores
+        .users
+        .find_by_id(caller.0.id())
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::problem(
+            ProblemType::NOT_FOUND,
+            "your account no longer exists",
+        ));
+    }
     let scored = service(&state)
         .score(caller.0.id(), body.action_id, &body.action_token)
         .await

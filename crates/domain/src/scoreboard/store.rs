@@ -73,8 +73,8 @@ pub struct RankedStanding {
 /// Contract (proved for every adapter by `keel_domain::testkit::score_store`):
 /// - an action id is used at most once; the score row and the history row (old and new score)
 ///   change together; concurrent actions of one user sum exactly;
-/// - the board order is [`super::board_order`]; `reached_at` is the action's time in whole
-///   seconds when the score rose;
+/// - the board order is [`super::board_order`]; `reached_at` is the latest action's time in
+///   whole seconds (never moving backwards when actions commit out of order);
 /// - a removed user leaves the board, and their history rows lose their user id.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
