@@ -24,7 +24,7 @@ use super::views::{
 use crate::http::audit::{self, Change};
 use crate::http::auth::Authenticated;
 use crate::http::idempotency::{IdempotencyClaim, idempotency_required, stored_json};
-use crate::http::page::DEFAULT_LIMIT;
+use crate::http::page;
 use crate::http::{ApiError, FieldError, ProblemType, RequestId};
 use crate::routes::admin::AuditVerification;
 use crate::state::AppState;
@@ -272,10 +272,6 @@ pub async fn verify(
     Ok(HttpResponse::Ok().json(VerifyView::new(&report, AuditVerification::from(&chain))))
 }
 
-fn list_limit(raw: Option<u32>) -> Result<u32, ApiError> {
-    crate::http::page::limit(raw.or(Some(DEFAULT_LIMIT)))
-}
-
 /// Reconciliation findings, newest first (admin).
 #[utoipa::path(get, path = "/api/v1/admin/ledger/mismatches", tag = "ledger", params(LimitQuery),
     responses((status = 200, body = Items<MismatchView>), (status = 403, description = "forbidden")))]
@@ -286,7 +282,7 @@ pub async fn mismatches(
 ) -> Result<HttpResponse, ApiError> {
     caller.0.require(&[Role::Admin])?;
     let found = service(&state)
-        .mismatches(list_limit(query.limit)?)
+        .mismatches(page::limit(query.limit)?)
         .await
         .map_err(problem)?;
     Ok(HttpResponse::Ok().json(Items {
@@ -308,7 +304,7 @@ pub async fn deliveries(
         .products
         .wallet
         .webhook_log
-        .recent(list_limit(query.limit)?)
+        .recent(page::limit(query.limit)?)
         .await?;
     Ok(HttpResponse::Ok().json(Items {
         items: found.iter().map(DeliveryView::from).collect(),

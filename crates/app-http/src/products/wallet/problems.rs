@@ -52,14 +52,19 @@ pub(super) fn problem(error: WalletError) -> ApiError {
 
 /// Reads `amount_minor` and `currency` of a request body, naming each bad field.
 pub(super) fn money(amount_minor: i64, currency: &str) -> Result<Money, ApiError> {
-    let mut errors = Vec::new();
-    if let Err(e) = keel_domain::wallet::Amount::new(amount_minor) {
-        errors.push(FieldError::new("amount_minor", e.to_string()));
+    let amount = keel_domain::wallet::Amount::new(amount_minor);
+    let currency = keel_domain::wallet::Currency::parse(currency);
+    match (amount, currency) {
+        (Ok(amount), Ok(currency)) => Ok(Money { amount, currency }),
+        (amount, currency) => {
+            let field = |name, e: MoneyError| FieldError::new(name, e.to_string());
+            let errors = [
+                amount.err().map(|e| field("amount_minor", e)),
+                currency.err().map(|e| field("currency", e)),
+            ];
+            Err(ApiError::Validation(errors.into_iter().flatten().collect()))
+        }
     }
-    if let Err(e) = keel_domain::wallet::Currency::parse(currency) {
-        errors.push(FieldError::new("currency", e.to_string()));
-    }
-    Money::parse(amount_minor, currency).map_err(|_: MoneyError| ApiError::Validation(errors))
 }
 
 /// Reads an optional `currency` query parameter.
