@@ -7,6 +7,7 @@
 
 pub mod attendance;
 pub mod audit;
+pub mod board_feed;
 pub mod clock;
 pub mod competitions;
 pub mod events;
@@ -23,6 +24,7 @@ pub mod timer;
 pub mod wallet;
 
 pub use audit::MemoryAuditLog;
+pub use board_feed::MemoryBoardFeed;
 pub use clock::ManualClock;
 pub use events::MemoryEventBus;
 pub use health::MemoryHealth;

@@ -6,12 +6,14 @@
 
 pub mod attendance;
 pub mod audit;
+pub mod board_feed;
 pub mod competitions;
 pub mod error;
 pub mod health;
 pub mod idempotency;
 pub mod identity;
 pub mod jobs;
+mod listen;
 pub mod mail;
 pub mod migrate;
 pub mod pool;
@@ -23,6 +25,7 @@ pub mod wallet;
 pub mod testkit;
 
 pub use audit::PgAuditLog;
+pub use board_feed::PgBoardFeed;
 pub use health::PgHealth;
 pub use idempotency::PgIdempotencyStore;
 pub use identity::{PgRefreshTokenStore, PgUserStore};

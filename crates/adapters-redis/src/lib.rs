@@ -4,6 +4,7 @@
 //! runs can share one Redis. Every command is bounded by [`pool::COMMAND_TIMEOUT`]: a dead
 //! Redis turns into [`keel_domain::StoreError::Unavailable`], never a hung request.
 
+pub mod board_feed;
 pub mod health;
 pub mod idempotency;
 pub mod leaderboard;
@@ -12,6 +13,7 @@ pub mod ratelimit;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use board_feed::RedisBoardFeed;
 pub use health::RedisHealth;
 pub use idempotency::RedisIdempotencyCache;
 pub use leaderboard::RedisLeaderboard;

@@ -27,6 +27,7 @@ pub struct RedisPool {
     pool: Pool,
     prefix: Arc<str>,
     shared: Arc<std::sync::Mutex<Option<MultiplexedConnection>>>,
+    client: redis::Client,
 }
 
 impl RedisPool {
@@ -48,8 +49,9 @@ impl RedisPool {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(COMMAND_TIMEOUT))
             .set_response_timeout(Some(COMMAND_TIMEOUT));
-        let manager = Manager::new_with_config(url, config)
-            .map_err(|e| unavailable(format!("invalid Redis URL: {e}")))?;
+        let invalid = |e: redis::RedisError| unavailable(format!("invalid Redis URL: {e}"));
+        let manager = Manager::new_with_config(url, config).map_err(invalid)?;
+        let client = redis::Client::open(url).map_err(invalid)?;
         let pool = Pool::builder(manager)
             .max_size(max_size.max(1))
             .wait_timeout(Some(COMMAND_TIMEOUT))
@@ -62,6 +64,7 @@ impl RedisPool {
             pool,
             prefix: DEFAULT_PREFIX.into(),
             shared: Arc::default(),
+            client,
         })
     }
 
@@ -133,6 +136,15 @@ impl RedisPool {
     pub fn close(&self) {
         self.forget_connection();
         self.pool.close();
+    }
+
+    /// A new dedicated publish/subscribe connection (outside the pool: a subscribed connection
+    /// can run no other command), opened within [`COMMAND_TIMEOUT`].
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
+        tokio::time::timeout(COMMAND_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| unavailable(format!("no answer within {COMMAND_TIMEOUT:?}")))?
+            .map_err(unavailable)
     }
 
     /// Sends one `PING`.

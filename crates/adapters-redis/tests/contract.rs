@@ -10,7 +10,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use keel_adapters_memory::MemoryIdempotencyStore;
 use keel_adapters_redis::testkit::test_redis;
 use keel_adapters_redis::{
-    RedisHealth, RedisIdempotencyCache, RedisLeaderboard, RedisPool, RedisRateLimiter,
+    RedisBoardFeed, RedisHealth, RedisIdempotencyCache, RedisLeaderboard, RedisPool,
+    RedisRateLimiter,
 };
 use keel_domain::StoreError;
 use keel_domain::health::HealthProbe;
@@ -21,7 +22,9 @@ use keel_domain::idempotency::{
 use keel_domain::identity::user::UserId;
 use keel_domain::ratelimit::{Period, RateLimiter, RatePolicy};
 use keel_domain::scoreboard::ranking::BOARD_EPOCH_SECS;
-use keel_domain::scoreboard::{LeaderboardCache, MAX_SCORE, Standing, board_order};
+use keel_domain::scoreboard::{
+    BoardFeed, BoardSignal, LeaderboardCache, MAX_SCORE, Standing, board_order,
+};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -1086,4 +1089,79 @@ async fn leaderboard_is_unavailable_quickly_when_redis_stops_answering() {
     // replace_all may wait twice: the fill, then the clean-up of the temporary key.
     assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
     proxy.close().await;
+}
+
+/// How long a board-feed test waits for a signal.
+const FEED_PATIENCE: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_keep_the_board_feed_contract() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let a = RedisBoardFeed::new(redis.pool().clone());
+    let b = RedisBoardFeed::new(redis.another_node().await);
+    tokio::time::timeout(
+        FEED_PATIENCE,
+        keel_domain::testkit::board_feed::run_all(&a, &b),
+    )
+    .await
+    .expect("the contract suite finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_counter_is_lifted_to_the_floor() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let feed = RedisBoardFeed::new(redis.pool().clone());
+    let seen = feed.publish(0).await.unwrap();
+    // Redis keeps nothing on disk: a restart loses the counter.
+    let key = feed.key().to_owned();
+    redis
+        .pool()
+        .run(|mut conn| async move {
+            redis::cmd("DEL")
+                .arg(&key)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(feed.current().await.unwrap(), 0);
+    assert_eq!(feed.publish(seen).await.unwrap(), seen);
+    assert_eq!(feed.publish(0).await.unwrap(), seen + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_subscription_resyncs_and_hears_later_changes() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let feed = RedisBoardFeed::new(redis.pool().clone());
+    let mut subscription = feed.subscribe().await.unwrap();
+    // Only subscribed connections die; other tests' subscriptions just resync.
+    redis
+        .pool()
+        .run(|mut conn| async move {
+            redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async::<u64>(&mut conn)
+                .await
+        })
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(FEED_PATIENCE, subscription.next()).await;
+    assert_eq!(next.expect("resynced in time"), Some(BoardSignal::Resync));
+    let published = feed.publish(0).await.unwrap();
+    loop {
+        let next = tokio::time::timeout(FEED_PATIENCE, subscription.next()).await;
+        match next.expect("heard in time") {
+            Some(BoardSignal::Changed(n)) if n >= published => break,
+            Some(_) => continue,
+            None => panic!("the subscription ended"),
+        }
+    }
 }

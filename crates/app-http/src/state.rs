@@ -10,10 +10,10 @@ use keel_adapters_memory::{
 };
 use keel_adapters_postgres::migrate::run_pending_migrations;
 use keel_adapters_postgres::{
-    PgAuditLog, PgHealth, PgIdempotencyStore, PgJobQueue, PgMailbox, PgPool, PgRefreshTokenStore,
-    PgUserStore,
+    PgAuditLog, PgBoardFeed, PgHealth, PgIdempotencyStore, PgJobQueue, PgMailbox, PgPool,
+    PgRefreshTokenStore, PgUserStore,
 };
-use keel_adapters_redis::RedisIdempotencyCache;
+use keel_adapters_redis::{RedisBoardFeed, RedisIdempotencyCache};
 use keel_adapters_redis::{RedisHealth, RedisPool, RedisRateLimiter};
 use keel_domain::audit::AuditLog;
 use keel_domain::events::EventBus;
@@ -146,6 +146,10 @@ impl Stores {
             LayeredIdempotencyStore::new(durable, Arc::new(cache))
                 .with_observer(Arc::new(count_cache_use)),
         );
+        self.products.scoreboard = self
+            .products
+            .scoreboard
+            .with_feed(Arc::new(RedisBoardFeed::new(pool.clone())));
         self.probes.push(Arc::new(RedisHealth::new(pool.clone())));
         self.redis = Some(pool);
         self
@@ -163,7 +167,13 @@ impl Stores {
                 }
                 let pool = PgPool::connect(url, settings.database.pool_size).await?;
                 let jobs = PgJobQueue::with_listener(pool.clone(), url).await?;
-                Self::postgres(pool, jobs)
+                let mut stores = Self::postgres(pool.clone(), jobs);
+                // Without Redis, board changes reach the other nodes by NOTIFY.
+                stores.products.scoreboard = stores
+                    .products
+                    .scoreboard
+                    .with_feed(Arc::new(PgBoardFeed::new(pool, url)));
+                stores
             }
         };
         Ok(match settings.redis_url() {

@@ -6,25 +6,14 @@
 //! again, since notifications sent meanwhile were lost. Workers poll as well, so a wake-up is
 //! an optimisation of latency, never a condition of progress.
 
-use std::time::Duration;
-
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use futures_util::StreamExt;
 use keel_domain::StoreError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::error::POSTGRES;
+use crate::listen::ListenConnection;
 
-const LISTEN: &str = "LISTEN keel_jobs";
-
-/// Reconnection backoff of the listener: first wait, and the longest.
-const RECONNECT_FIRST: Duration = Duration::from_millis(100);
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
-
-/// How long the listener waits for a notification before checking its connection is alive (a
-/// silently dead connection would otherwise never be noticed).
-const KEEPALIVE: Duration = Duration::from_secs(30);
+/// The channel the `jobs_notify_available` trigger notifies.
+const CHANNEL: &str = "keel_jobs";
 
 /// The shared wake-up counter.
 #[derive(Debug)]
@@ -63,67 +52,28 @@ impl Drop for Listener {
     }
 }
 
-async fn connect(database_url: &str) -> Result<AsyncPgConnection, StoreError> {
-    let mut conn = AsyncPgConnection::establish(database_url)
-        .await
-        .map_err(|e| StoreError::unavailable(POSTGRES, e))?;
-    conn.batch_execute(LISTEN)
-        .await
-        .map_err(|e| StoreError::unavailable(POSTGRES, e))?;
-    Ok(conn)
-}
-
 impl Listener {
     /// Connects and starts listening; fails if the first connection cannot be opened.
     pub async fn start(
         database_url: &str,
         wakeups: std::sync::Arc<Wakeups>,
     ) -> Result<Self, StoreError> {
-        let conn = connect(database_url).await?;
-        let url = database_url.to_owned();
-        Ok(Self(tokio::spawn(listen(url, conn, wakeups))))
+        let conn = ListenConnection::open(database_url, CHANNEL).await?;
+        Ok(Self(tokio::spawn(listen(conn, wakeups))))
     }
 }
 
-/// Runs until aborted: forwards notifications, reconnecting whenever the connection is lost.
-async fn listen(url: String, mut conn: AsyncPgConnection, wakeups: std::sync::Arc<Wakeups>) {
+/// Runs until aborted: bumps the generation on every notification, reconnecting whenever the
+/// connection is lost.
+async fn listen(mut conn: ListenConnection, wakeups: std::sync::Arc<Wakeups>) {
     loop {
-        let lost = serve(&mut conn, &wakeups).await;
-        // Never log the URL: it may carry a password.
-        tracing::warn!(error = %lost, "job notification listener lost its connection; reconnecting");
-        let mut wait = RECONNECT_FIRST;
-        conn = loop {
-            tokio::time::sleep(wait).await;
-            match connect(&url).await {
-                Ok(conn) => break conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "job notification listener cannot reconnect");
-                    wait = (wait * 2).min(RECONNECT_MAX);
-                }
-            }
-        };
-        tracing::info!("job notification listener reconnected");
-        // Notifications sent while disconnected are lost: wake everyone once.
-        wakeups.bump();
-    }
-}
-
-/// Forwards notifications until the connection fails; returns why.
-async fn serve(conn: &mut AsyncPgConnection, wakeups: &Wakeups) -> String {
-    loop {
-        let next = {
-            let mut stream = std::pin::pin!(conn.notifications_stream());
-            tokio::time::timeout(KEEPALIVE, stream.next()).await
-        };
-        match next {
-            Ok(Some(Ok(_notification))) => wakeups.bump(),
-            Ok(Some(Err(e))) => return e.to_string(),
-            Ok(None) => return "connection closed".to_owned(),
-            // Quiet for a while: prove the connection alive (LISTEN again is a no-op).
-            Err(_elapsed) => {
-                if let Err(e) = conn.batch_execute(LISTEN).await {
-                    return e.to_string();
-                }
+        match conn.next().await {
+            Ok(_payload) => wakeups.bump(),
+            Err(lost) => {
+                tracing::warn!(error = %lost, "job notification listener lost its connection; reconnecting");
+                conn.reconnect("jobs").await;
+                // Notifications sent while disconnected are lost: wake everyone once.
+                wakeups.bump();
             }
         }
     }

@@ -3,6 +3,7 @@
 
 mod attendance;
 mod audit;
+mod board_feed;
 mod competitions;
 mod idempotency;
 mod identity;

@@ -147,6 +147,17 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
     if let Some(v) = set("KEEL_SCORE_ACTIONS") {
         s.scoreboard.actions = v.trim().to_owned();
     }
+    if let Some(v) = set("KEEL_SCOREBOARD_HEARTBEAT_SECS") {
+        s.scoreboard.live_heartbeat_secs =
+            parse("KEEL_SCOREBOARD_HEARTBEAT_SECS", &v, "a number of seconds")?;
+    }
+    if let Some(v) = set("KEEL_SCOREBOARD_LIVE_MAX_CONNECTIONS") {
+        s.scoreboard.live_max_connections = parse(
+            "KEEL_SCOREBOARD_LIVE_MAX_CONNECTIONS",
+            &v,
+            "a number of connections",
+        )?;
+    }
     if let Some(v) = set("KEEL_WALLET_DEFAULT_CURRENCY") {
         s.wallet.default_currency = v.trim().to_owned();
     }

@@ -1,4 +1,5 @@
-//! Scoreboard settings: the server's table of action types and their deltas.
+//! Scoreboard settings: the server's table of action types and their deltas, and the live
+//! board's connections.
 
 use keel_domain::scoreboard::ActionTable;
 use serde::Deserialize;
@@ -12,6 +13,12 @@ pub struct ScoreboardSettings {
     /// `NAME=delta,…`: the action types clients may start and what each adds
     /// (`KEEL_SCORE_ACTIONS`).
     pub actions: String,
+    /// Seconds between heartbeat comments on live connections
+    /// (`KEEL_SCOREBOARD_HEARTBEAT_SECS`).
+    pub live_heartbeat_secs: u64,
+    /// Live connections one node keeps open at most; more get 503
+    /// (`KEEL_SCOREBOARD_LIVE_MAX_CONNECTIONS`).
+    pub live_max_connections: usize,
 }
 
 impl ScoreboardSettings {

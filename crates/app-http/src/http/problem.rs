@@ -87,6 +87,7 @@ problem_types! {
     RATE_LIMITED = "rate-limited", 429, "Too many requests";
     INTERNAL = "internal", 500, "Internal server error";
     DEPENDENCY_UNAVAILABLE = "dependency-unavailable", 503, "A dependency is unavailable";
+    TOO_MANY_LIVE_CONNECTIONS = "too-many-live-connections", 503, "This node has no room for another live connection";
 }
 
 impl ProblemType {

@@ -1,4 +1,5 @@
-//! Route table: ops routes at the root, the product API under `/api/v1`.
+//! Route table: ops routes and the live scoreboard page at the root, the product API under
+//! `/api/v1`.
 
 pub mod admin;
 pub mod auth;
@@ -10,6 +11,7 @@ pub mod users;
 use actix_web::web;
 
 use crate::http::{ApiError, ProblemType};
+use crate::products::scoreboard::page;
 
 /// Base path of the product API.
 pub const API_BASE: &str = "/api/v1";
@@ -20,6 +22,8 @@ pub fn configure(
     extra_api: &(dyn Fn(&mut web::ServiceConfig) + Send + Sync),
 ) {
     ops::configure(cfg);
+    cfg.route("/", web::get().to(page::index))
+        .route("/scoreboard.js", web::get().to(page::script));
     cfg.service(web::scope(API_BASE).configure(|api| {
         auth::configure(api);
         admin::configure(api);

@@ -6,17 +6,23 @@
 //! - [`ranking`]: the board order and its exact 53-bit encoding for Redis.
 //! - [`store`]: the [`ScoreStore`] (truth) and [`LeaderboardCache`] ports.
 //! - [`service`]: the use cases.
+//! - [`feed`]: the [`BoardFeed`] port telling every node the board changed.
+//! - [`replay`]: the bounded history of live events a node replays on reconnect.
 
 pub mod actions;
+pub mod feed;
 pub mod ranking;
+pub mod replay;
 pub mod service;
 pub mod store;
 pub mod token;
 
 pub use actions::{ActionTable, ActionTableError};
+pub use feed::{BoardFeed, BoardSignal, BoardSubscription};
 pub use ranking::{
     MAX_SCORE, RankingError, Standing, board_order, composite, decompose, whole_second,
 };
+pub use replay::{LiveEvent, ReplayBuffer, Resume};
 pub use service::{
     ACTION_TTL, MAX_TOP, ScoreError, ScoreService, Scored, StartedAction, token_hash,
 };

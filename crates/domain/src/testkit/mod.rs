@@ -6,6 +6,7 @@
 
 pub mod attendance_store;
 pub mod audit_log;
+pub mod board_feed;
 pub mod competition_store;
 pub mod idempotency_store;
 pub mod identity_stores;

@@ -1,22 +1,26 @@
-//! Live scoreboard (first part): server-signed action tokens, scores applied once per action,
-//! the board and ranks from Postgres (the truth).
+//! Live scoreboard: server-signed action tokens, scores applied once per action, the board and
+//! ranks, and the live top 10 over Server-Sent Events on every node ([`live`]).
 //!
 //! Handlers are thin: parse, call a [`ScoreService`] use case, map its errors to problems, and
 //! count every token rejection by reason (`keel_score_token_rejections_total`).
 
+pub mod live;
+pub mod page;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use keel_adapters_memory::{MemoryLeaderboard, MemoryScoreStore, MemoryUserStore};
+use keel_adapters_memory::{MemoryBoardFeed, MemoryLeaderboard, MemoryScoreStore, MemoryUserStore};
 use keel_adapters_postgres::{PgPool, PgScoreStore};
 use keel_domain::events::DomainEvent;
 use keel_domain::identity::user::UserId;
 use keel_domain::ratelimit::LimitClass;
 use keel_domain::scoreboard::{
-    ActionTable, ActionTokenSigner, LeaderboardCache, MAX_TOP, RankedStanding, ScoreError,
-    ScoreService, ScoreStore, TokenError,
+    ActionTable, ActionTokenSigner, BoardFeed, LeaderboardCache, MAX_TOP, RankedStanding,
+    ScoreError, ScoreService, ScoreStore, TokenError,
 };
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -28,6 +32,7 @@ use crate::http::auth::Authenticated;
 use crate::http::rate_limit::rate_limit;
 use crate::http::{ApiError, FieldError, ProblemType};
 use crate::state::AppState;
+use live::{LIVE_TOP, LiveBoard};
 
 /// Counter of refused action tokens, labelled `reason`.
 pub const TOKEN_REJECTIONS_TOTAL: &str = "keel_score_token_rejections_total";
@@ -39,6 +44,9 @@ pub struct Scoreboard {
     pub store: Arc<dyn ScoreStore>,
     /// The board cache written after each commit.
     pub cache: Option<Arc<dyn LeaderboardCache>>,
+    /// How nodes tell each other the board changed (in process until Postgres or Redis is set
+    /// with [`Scoreboard::with_feed`]).
+    pub feed: Arc<dyn BoardFeed>,
 }
 
 impl Scoreboard {
@@ -47,6 +55,7 @@ impl Scoreboard {
         Self {
             store: Arc::new(MemoryScoreStore::with_users(Arc::new(users.clone()))),
             cache: Some(Arc::new(MemoryLeaderboard::new())),
+            feed: Arc::new(MemoryBoardFeed::new()),
         }
     }
 
@@ -55,17 +64,25 @@ impl Scoreboard {
         Self {
             store: Arc::new(PgScoreStore::new(pool.clone())),
             cache: None,
+            feed: Arc::new(MemoryBoardFeed::new()),
         }
+    }
+
+    /// The same stores, announcing board changes through `feed`.
+    pub fn with_feed(self, feed: Arc<dyn BoardFeed>) -> Self {
+        Self { feed, ..self }
     }
 }
 
-/// The token signer and the action table of a process.
+/// The token signer, the action table and the live board of a process.
 #[derive(Clone)]
 pub struct Scoring {
     /// Signs and verifies action tokens (`KEEL_ACTION_TOKEN_SECRET`).
     pub signer: Arc<ActionTokenSigner>,
     /// What each action type is worth (`KEEL_SCORE_ACTIONS`).
     pub table: Arc<ActionTable>,
+    /// This node's live top 10 and its connections.
+    pub live: Arc<LiveBoard>,
 }
 
 impl Scoring {
@@ -76,6 +93,10 @@ impl Scoring {
                 settings.secrets.action_token_secret.expose().as_bytes(),
             )),
             table: Arc::new(settings.scoreboard.table()?),
+            live: Arc::new(LiveBoard::new(
+                Duration::from_secs(settings.scoreboard.live_heartbeat_secs.max(1)),
+                settings.scoreboard.live_max_connections,
+            )),
         })
     }
 }
@@ -103,6 +124,8 @@ pub fn configure(api: &mut web::ServiceConfig) {
             .wrap(from_fn(rate_limit(LimitClass::Score)))
             .post(update_score),
     )
+    // Not rate-limited: one long-lived connection per viewer, capped per node instead.
+    .service(web::resource("/scoreboard/live").get(live::live))
     .service(
         web::resource("/scoreboard/top")
             .wrap(from_fn(rate_limit(LimitClass::Default)))
@@ -115,21 +138,30 @@ pub fn configure(api: &mut web::ServiceConfig) {
     );
 }
 
-/// Starts the product's subscriber: a deleted account leaves the board and its history is
+/// Starts the product's tasks: the live board's hub, and the subscriber by which a deleted
+/// account leaves the board (a live update goes out if it was on it) and its history is
 /// anonymised.
 pub fn subscribe(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut events = state.stores.events.subscribe();
     let scores = service(state);
-    vec![tokio::spawn(async move {
+    let live = state.scoring.live.clone();
+    let feed = state.stores.products.scoreboard.feed.clone();
+    let hub = tokio::spawn(live.clone().run(feed.clone(), scores.clone()));
+    let deletions = tokio::spawn(async move {
         while let Some(event) = events.next().await {
             #[allow(unreachable_patterns, irrefutable_let_patterns)]
-            if let DomainEvent::UserDeleted { user_id } = event
-                && let Err(e) = scores.remove_user(user_id).await
-            {
-                tracing::error!(error = %e, %user_id, "a deleted account stayed on the board");
+            if let DomainEvent::UserDeleted { user_id } = event {
+                match scores.remove_user(user_id).await {
+                    Ok(true) => live.announce(feed.clone()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, %user_id, "a deleted account stayed on the board");
+                    }
+                }
             }
         }
-    })]
+    });
+    vec![hub, deletions]
 }
 
 /// The product's OpenAPI paths and schemas.
@@ -139,7 +171,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(start_action, update_score, top, rank),
+    paths(start_action, update_score, top, rank, live::live),
     components(schemas(StartAction, StartedView, ScoreUpdate, ScoreView, BoardItem, Board)),
     tags((name = "scoreboard", description = "Signed actions, scores and the board"))
 )]
@@ -217,6 +249,16 @@ pub struct Board {
     pub items: Vec<BoardItem>,
     /// The latest `reached_at` on the board.
     pub last_updated: Option<DateTime<Utc>>,
+}
+
+impl Board {
+    /// The board of `items`, best first.
+    pub fn of(items: &[RankedStanding]) -> Self {
+        Self {
+            last_updated: items.iter().map(|i| i.standing.reached_at).max(),
+            items: items.iter().map(BoardItem::from).collect(),
+        }
+    }
 }
 
 /// `GET /scoreboard/top` query.
@@ -322,6 +364,13 @@ pub async fn update_score(
         .score(caller.0.id(), body.action_id, &body.action_token)
         .await
         .map_err(problem)?;
+    // Scores only rise: the top changed only if this user is now in it.
+    if !scored.replayed && scored.receipt.rank <= u64::from(LIVE_TOP) {
+        state
+            .scoring
+            .live
+            .announce(state.stores.products.scoreboard.feed.clone());
+    }
     let mut response = HttpResponse::Ok();
     if scored.replayed {
         response.insert_header(("idempotent-replayed", "true"));
@@ -348,10 +397,7 @@ pub async fn top(
         )]));
     }
     let items = service(&state).top(limit).await.map_err(problem)?;
-    Ok(HttpResponse::Ok().json(Board {
-        last_updated: items.iter().map(|i| i.standing.reached_at).max(),
-        items: items.iter().map(BoardItem::from).collect(),
-    }))
+    Ok(HttpResponse::Ok().json(Board::of(&items)))
 }
 
 /// One user's rank and score (public); 404 if they have not scored.

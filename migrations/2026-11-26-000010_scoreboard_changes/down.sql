@@ -1,0 +1,2 @@
+DROP FUNCTION scoreboard_publish_change(bigint);
+DROP SEQUENCE scoreboard_changes;
