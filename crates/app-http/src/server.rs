@@ -150,9 +150,12 @@ impl Application {
     /// finish (up to the shutdown timeout) and closes the pools.
     pub async fn run_until_signalled(self) -> std::io::Result<()> {
         let handle = self.handle();
+        let live = self.state.scoring.live.clone();
         let signals = tokio::spawn(async move {
             let signal = shutdown_signal().await;
             tracing::info!(signal, "shutdown requested: draining in-flight requests");
+            // Live streams never end by themselves: close them so draining does not wait.
+            live.close();
             handle.stop(true).await;
         });
         let result = self.run_until_stopped().await;

@@ -84,6 +84,8 @@ pub struct LiveBoard {
     /// Wakes the hub when an announcement could not go through the feed.
     poke: Notify,
     connections: AtomicUsize,
+    /// Set at shutdown: every stream ends, so draining does not wait on them.
+    closing: watch::Sender<bool>,
     heartbeat: Duration,
     max_connections: usize,
 }
@@ -114,6 +116,7 @@ impl LiveBoard {
             seen: AtomicU64::new(0),
             poke: Notify::new(),
             connections: AtomicUsize::new(0),
+            closing: watch::Sender::new(false),
             heartbeat,
             max_connections,
         }
@@ -127,6 +130,12 @@ impl LiveBoard {
     /// The newest event's id.
     pub fn latest_id(&self) -> u64 {
         self.latest.borrow().id
+    }
+
+    /// Ends every live stream and refuses new ones (at shutdown: clients reconnect elsewhere
+    /// with their `Last-Event-ID`).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     fn note_seen(&self, number: u64) {
@@ -236,6 +245,12 @@ impl LiveBoard {
 
     /// Opens a connection for a client whose last event was `last_id`.
     fn connect(self: &Arc<Self>, last_id: Option<u64>) -> Result<Connection, ApiError> {
+        if *self.closing.borrow() {
+            return Err(ApiError::problem(
+                ProblemType::TOO_MANY_LIVE_CONNECTIONS,
+                "this node is shutting down",
+            ));
+        }
         if self.connections.fetch_add(1, Ordering::AcqRel) >= self.max_connections {
             self.connections.fetch_sub(1, Ordering::AcqRel);
             return Err(ApiError::problem(
@@ -265,6 +280,7 @@ impl LiveBoard {
         Ok(Connection {
             pending,
             latest,
+            closing: self.closing.subscribe(),
             last_sent,
             heartbeat: tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat),
             _guard: guard,
@@ -301,13 +317,14 @@ impl Drop for ConnectionGuard {
 struct Connection {
     pending: VecDeque<Bytes>,
     latest: watch::Receiver<Event>,
+    closing: watch::Receiver<bool>,
     last_sent: u64,
     heartbeat: Interval,
     _guard: ConnectionGuard,
 }
 
 impl Connection {
-    /// The next chunk to write; `None` when the node's board is gone.
+    /// The next chunk to write; `None` when the node closes its live board.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         if let Some(frame) = self.pending.pop_front() {
             return Some(frame);
@@ -323,6 +340,7 @@ impl Connection {
                     }
                 }
                 _ = self.heartbeat.tick() => return Some(Bytes::from_static(HEARTBEAT)),
+                _ = self.closing.wait_for(|closing| *closing) => return None,
             }
         }
     }
@@ -414,6 +432,17 @@ mod tests {
         let third = board.offer(&[standing(1, 3)]).unwrap();
         let followed = connection.next_chunk().await.unwrap();
         assert!(followed.starts_with(format!("id: {third}\n").as_bytes()));
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_stream_and_refuses_new_ones() {
+        let board = Arc::new(LiveBoard::new(Duration::from_secs(15), 10));
+        let mut connection = board.connect(None).unwrap();
+        connection.next_chunk().await.unwrap();
+        connection.next_chunk().await.unwrap();
+        board.close();
+        assert_eq!(connection.next_chunk().await, None);
+        assert!(board.connect(None).is_err());
     }
 
     #[tokio::test]
