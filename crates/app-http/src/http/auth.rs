@@ -124,3 +124,26 @@ impl FromRequest for Authenticated {
         )
     }
 }
+
+/// An authenticated admin: 401 without an access token, 403 `forbidden` for any other role.
+///
+/// Checked while extracting, so a handler that takes it first reads nothing of the request (its
+/// body, path or `Idempotency-Key`) before it knows the caller may use the route.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminCaller(pub Principal);
+
+impl FromRequest for AdminCaller {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        std::future::ready(
+            Authenticated::from_request(req, payload)
+                .into_inner()
+                .and_then(|Authenticated(principal)| {
+                    principal.require(&[Role::Admin])?;
+                    Ok(Self(principal))
+                }),
+        )
+    }
+}

@@ -3,11 +3,10 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use keel_domain::audit::{Actor, AuditCursor, AuditLimit, AuditQuery};
-use keel_domain::identity::values::Role;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::http::auth::Authenticated;
+use crate::http::auth::AdminCaller;
 use crate::http::{ApiError, FieldError};
 use crate::state::AppState;
 
@@ -75,10 +74,9 @@ pub struct AuditList {
     responses((status = 200, body = AuditList), (status = 403, description = "forbidden")))]
 pub async fn list_audit(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    _admin: AdminCaller,
     filter: web::Query<AuditFilter>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let filter = filter.into_inner();
     let invalid =
         |field: &str, message: String| ApiError::Validation(vec![FieldError::new(field, message)]);
@@ -142,9 +140,8 @@ pub struct AuditVerification {
     responses((status = 200, body = AuditVerification), (status = 403, description = "forbidden")))]
 pub async fn verify_audit(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    _admin: AdminCaller,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let report = state.stores.audit.verify().await?;
     Ok(HttpResponse::Ok().json(AuditVerification::from(&report)))
 }

@@ -2,14 +2,13 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use keel_domain::identity::values::Role;
 use keel_domain::jobs::{Job, JobChange, JobFilter, JobId, JobState};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::audit::{self, Change};
-use crate::http::auth::Authenticated;
+use crate::http::auth::AdminCaller;
 use crate::http::page::{self, TimeCursor};
 use crate::http::{ApiError, FieldError, ProblemType, RequestId};
 use crate::state::AppState;
@@ -122,11 +121,9 @@ pub struct JobList {
 
 async fn list(
     state: &AppState,
-    caller: &Authenticated,
     query: JobsQuery,
     forced_state: Option<JobState>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let limit = page::limit(query.limit)?;
     let cursor = query
         .cursor
@@ -163,10 +160,10 @@ async fn list(
     responses((status = 200, body = JobList), (status = 403, description = "forbidden")))]
 pub async fn list_jobs(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    _admin: AdminCaller,
     query: web::Query<JobsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    list(&state, &caller, query.into_inner(), None).await
+    list(&state, query.into_inner(), None).await
 }
 
 /// Lists the dead-letter set: jobs that failed every attempt (admin only).
@@ -174,10 +171,10 @@ pub async fn list_jobs(
     responses((status = 200, body = JobList), (status = 403, description = "forbidden")))]
 pub async fn list_dead_jobs(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    _admin: AdminCaller,
     query: web::Query<JobsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    list(&state, &caller, query.into_inner(), Some(JobState::Dead)).await
+    list(&state, query.into_inner(), Some(JobState::Dead)).await
 }
 
 fn changed(change: JobChange, action: &str) -> Result<Job, ApiError> {
@@ -193,7 +190,7 @@ fn changed(change: JobChange, action: &str) -> Result<Job, ApiError> {
 
 async fn audit(
     state: &AppState,
-    caller: &Authenticated,
+    caller: &AdminCaller,
     request_id: &RequestId,
     action: &str,
     job: &Job,
@@ -218,11 +215,10 @@ async fn audit(
         (status = 404, description = "not-found"), (status = 409, description = "job-state-conflict")))]
 pub async fn retry_job(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    caller: AdminCaller,
     request_id: RequestId,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let id = JobId(path.into_inner());
     let before = state.stores.jobs.get(id).await?;
     let job = changed(
@@ -254,11 +250,10 @@ pub async fn retry_job(
         (status = 404, description = "not-found"), (status = 409, description = "job-state-conflict")))]
 pub async fn delete_job(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    caller: AdminCaller,
     request_id: RequestId,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let job = changed(
         state.stores.jobs.delete(JobId(path.into_inner())).await?,
         "deleted",

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::UserView;
-use crate::http::auth::Authenticated;
+use crate::http::auth::{AdminCaller, Authenticated};
 use crate::http::{ApiError, FieldError, ProblemType, RequestId};
 use crate::state::AppState;
 
@@ -225,12 +225,11 @@ pub struct RoleChange {
     responses((status = 200, body = UserView), (status = 403, description = "forbidden"), (status = 404, description = "not-found")))]
 pub async fn change_role(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    caller: AdminCaller,
     request_id: RequestId,
     path: web::Path<Uuid>,
     body: web::Json<RoleChange>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let role: Role = body.role.parse().map_err(|_| {
         ApiError::Validation(vec![FieldError::new(
             "role",

@@ -15,6 +15,7 @@ mod rate_limits;
 mod revio_sim;
 mod scoreboard;
 mod scoreboard_live;
+mod security;
 mod support;
 mod wallet;
 mod widgets;

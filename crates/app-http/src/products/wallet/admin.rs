@@ -8,7 +8,6 @@ use keel_adapters_memory::revio::{SimBehaviour, SimulatedRevio};
 use keel_domain::StoreError;
 use keel_domain::idempotency::{Claim, StoredResponse};
 use keel_domain::identity::user::UserId;
-use keel_domain::identity::values::Role;
 use keel_domain::wallet::{Adjustment, AdjustmentId, AdjustmentReceipt, Direction, TransactionId};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
@@ -22,7 +21,7 @@ use super::views::{
     PostingView, TransactionView, VerifyView,
 };
 use crate::http::audit::{self, Change};
-use crate::http::auth::Authenticated;
+use crate::http::auth::AdminCaller;
 use crate::http::idempotency::{IdempotencyClaim, idempotency_required, stored_json};
 use crate::http::page;
 use crate::http::{ApiError, FieldError, ProblemType, RequestId};
@@ -83,12 +82,11 @@ pub struct LimitQuery {
         (status = 422, description = "not-reversible, insufficient-funds or validation-failed")))]
 pub async fn reverse(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    caller: AdminCaller,
     request_id: RequestId,
     claim: IdempotencyClaim,
     body: web::Json<NewReversal>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let receipt = Receipt(claim);
     let reversed = service(&state)
         .reverse(
@@ -167,12 +165,11 @@ impl AdjustmentReceipt for AdjustmentReply {
         (status = 422, description = "insufficient-funds or validation-failed")))]
 pub async fn adjust(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    caller: AdminCaller,
     request_id: RequestId,
     claim: IdempotencyClaim,
     body: web::Json<NewAdjustment>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let money = money(body.amount_minor, &body.currency)?;
     let direction = direction(&body.direction)?;
     let reply = AdjustmentReply(claim);
@@ -215,11 +212,10 @@ pub async fn adjust(
         (status = 422, description = "insufficient-funds")))]
 pub async fn approve(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    caller: AdminCaller,
     request_id: RequestId,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let adjustment = service(&state)
         .approve(caller.0.id(), AdjustmentId(path.into_inner()))
         .await
@@ -243,10 +239,9 @@ pub async fn approve(
         (status = 404, description = "not-found")))]
 pub async fn transaction(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    _admin: AdminCaller,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let found = state
         .stores
         .products
@@ -264,9 +259,8 @@ pub async fn transaction(
     responses((status = 200, body = VerifyView), (status = 403, description = "forbidden")))]
 pub async fn verify(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    _admin: AdminCaller,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let report = service(&state).verify().await.map_err(problem)?;
     let chain = state.stores.audit.verify().await?;
     Ok(HttpResponse::Ok().json(VerifyView::new(&report, AuditVerification::from(&chain))))
@@ -277,10 +271,9 @@ pub async fn verify(
     responses((status = 200, body = Items<MismatchView>), (status = 403, description = "forbidden")))]
 pub async fn mismatches(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    _admin: AdminCaller,
     query: web::Query<LimitQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let found = service(&state)
         .mismatches(page::limit(query.limit)?)
         .await
@@ -295,10 +288,9 @@ pub async fn mismatches(
     responses((status = 200, body = Items<DeliveryView>), (status = 403, description = "forbidden")))]
 pub async fn deliveries(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    _admin: AdminCaller,
     query: web::Query<LimitQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let found = state
         .stores
         .products
@@ -326,9 +318,8 @@ fn simulator(state: &AppState) -> Result<&SimulatedRevio, ApiError> {
         (status = 403, description = "forbidden"), (status = 404, description = "not-found")))]
 pub async fn simulator_behaviour(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    _admin: AdminCaller,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     Ok(HttpResponse::Ok().json(simulator(&state)?.behaviour()))
 }
 
@@ -341,11 +332,10 @@ pub async fn simulator_behaviour(
         (status = 404, description = "not-found"), (status = 400, description = "malformed-json")))]
 pub async fn set_simulator_behaviour(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    caller: AdminCaller,
     request_id: RequestId,
     body: web::Json<SimBehaviour>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.0.require(&[Role::Admin])?;
     let simulator = simulator(&state)?;
     let before = simulator.behaviour();
     let behaviour = body.into_inner();
