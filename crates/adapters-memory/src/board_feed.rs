@@ -40,10 +40,10 @@ impl BoardFeed for MemoryBoardFeed {
         let previous = self
             .counter
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                Some((n + 1).max(floor))
+                Some(n.max(floor) + 1)
             })
             .unwrap_or_else(|n| n);
-        let number = (previous + 1).max(floor);
+        let number = previous.max(floor) + 1;
         // No subscriber is not an error: nobody needed to hear it.
         let _ = self.sender.send(number);
         Ok(number)

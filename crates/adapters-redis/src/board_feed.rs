@@ -7,8 +7,8 @@
 //! counter, lifts it to the caller's floor and publishes the number in one round trip.
 //!
 //! Redis here keeps nothing on disk: after a restart the counter starts again from 0, and the
-//! floor (the highest number the publishing node has seen) lifts it back above every id
-//! already sent.
+//! floor (the highest number the publishing node has seen or used) lifts it back above the ids
+//! that node sent.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -22,15 +22,16 @@ use redis::aio::{PubSubSink, PubSubStream};
 
 use crate::RedisPool;
 use crate::leaderboard::DEFAULT_BOARD;
-use crate::pool::unavailable;
+use crate::pool::{COMMAND_TIMEOUT, unavailable};
 
-/// Increments `KEYS[1]`, lifts it to `ARGV[1]` when below, publishes it on `ARGV[2]`, returns it.
+/// Increments `KEYS[1]`, lifts it above `ARGV[1]` when not already, publishes it on
+/// `ARGV[2]`, returns it.
 pub const PUBLISH_LUA: &str = r"
 local n = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[1])
-if n < floor then
-  redis.call('SET', KEYS[1], floor)
-  n = floor
+if n <= floor then
+  n = floor + 1
+  redis.call('SET', KEYS[1], n)
 end
 redis.call('PUBLISH', ARGV[2], n)
 return n
@@ -110,7 +111,10 @@ struct Subscribed {
 impl Subscribed {
     async fn open(pool: &RedisPool, channel: &str) -> Result<Self, StoreError> {
         let (mut sink, stream) = pool.pubsub().await?.split();
-        sink.subscribe(channel).await.map_err(unavailable)?;
+        tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(channel))
+            .await
+            .map_err(|_| unavailable("SUBSCRIBE got no answer"))?
+            .map_err(unavailable)?;
         Ok(Self { sink, stream })
     }
 
@@ -124,7 +128,9 @@ impl Subscribed {
                 },
                 Ok(None) => return Err("connection closed".to_owned()),
                 Err(_quiet) => {
-                    let pong = tokio::time::timeout(KEEPALIVE, self.sink.ping::<String>()).await;
+                    // A subscribed connection answers PING with an array, not a status.
+                    let pong =
+                        tokio::time::timeout(KEEPALIVE, self.sink.ping::<redis::Value>()).await;
                     match pong {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return Err(e.to_string()),

@@ -1129,8 +1129,8 @@ async fn a_restarted_counter_is_lifted_to_the_floor() {
         .await
         .unwrap();
     assert_eq!(feed.current().await.unwrap(), 0);
-    assert_eq!(feed.publish(seen).await.unwrap(), seen);
-    assert_eq!(feed.publish(0).await.unwrap(), seen + 1);
+    assert_eq!(feed.publish(seen).await.unwrap(), seen + 1);
+    assert_eq!(feed.publish(0).await.unwrap(), seen + 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -147,9 +147,19 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
     if let Some(v) = set("KEEL_SCORE_ACTIONS") {
         s.scoreboard.actions = v.trim().to_owned();
     }
-    if let Some(v) = set("KEEL_SCOREBOARD_HEARTBEAT_SECS") {
-        s.scoreboard.live_heartbeat_secs =
-            parse("KEEL_SCOREBOARD_HEARTBEAT_SECS", &v, "a number of seconds")?;
+    for (key, field) in [
+        (
+            "KEEL_SCOREBOARD_HEARTBEAT_SECS",
+            &mut s.scoreboard.live_heartbeat_secs,
+        ),
+        (
+            "KEEL_SCOREBOARD_LIVE_RESYNC_SECS",
+            &mut s.scoreboard.live_resync_secs,
+        ),
+    ] {
+        if let Some(v) = set(key) {
+            *field = parse(key, &v, "a number of seconds")?;
+        }
     }
     if let Some(v) = set("KEEL_SCOREBOARD_LIVE_MAX_CONNECTIONS") {
         s.scoreboard.live_max_connections = parse(

@@ -19,6 +19,9 @@ pub struct ScoreboardSettings {
     /// Live connections one node keeps open at most; more get 503
     /// (`KEEL_SCOREBOARD_LIVE_MAX_CONNECTIONS`).
     pub live_max_connections: usize,
+    /// Seconds between reads of the board by a node's live hub even without change signals
+    /// (`KEEL_SCOREBOARD_LIVE_RESYNC_SECS`).
+    pub live_resync_secs: u64,
 }
 
 impl ScoreboardSettings {

@@ -17,6 +17,9 @@ use crate::support::{TestApp, no_routes, run_app, spawn_second_node, test_settin
 /// Longest wait for one live event.
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// The hub's periodic read far beyond [`PATIENCE`]: a change can only arrive through the feed.
+const NO_RESYNC: (&str, &str) = ("KEEL_SCOREBOARD_LIVE_RESYNC_SECS", "3600");
+
 /// One received `event: top`.
 #[derive(Debug)]
 pub(crate) struct TopEvent {
@@ -39,6 +42,7 @@ impl TopEvent {
 /// A reader of `GET /api/v1/scoreboard/live`.
 pub(crate) struct LiveClient {
     response: reqwest::Response,
+    bytes: Vec<u8>,
     buffer: String,
     /// Heartbeat comments seen so far.
     pub heartbeats: usize,
@@ -57,6 +61,7 @@ impl LiveClient {
         assert_eq!(response.headers()["cache-control"], "no-cache");
         Self {
             response,
+            bytes: Vec::new(),
             buffer: String::new(),
             heartbeats: 0,
         }
@@ -88,7 +93,14 @@ impl LiveClient {
                 }
             }
             let chunk = self.response.chunk().await.unwrap().expect("stream open");
-            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+            self.bytes.extend_from_slice(&chunk);
+            // Frames end in ASCII: a complete prefix is valid UTF-8 even if a chunk split a
+            // character.
+            if let Some(end) = self.bytes.windows(2).rposition(|w| w == b"\n\n") {
+                let complete: Vec<u8> = self.bytes.drain(..end + 2).collect();
+                self.buffer
+                    .push_str(std::str::from_utf8(&complete).unwrap());
+            }
         }
     }
 
@@ -197,11 +209,11 @@ async fn a_node_refuses_live_connections_beyond_its_limit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_score_on_one_node_reaches_live_clients_of_another_through_redis() {
-    let (first, stores) = spawn_with_admin(&[("KEEL_WORKERS", "0")]).await;
+    let (first, stores) = spawn_with_admin(&[("KEEL_WORKERS", "0"), NO_RESYNC]).await;
     if first.db.is_none() {
         return; // services skipped: one node only.
     }
-    let second = spawn_second_node(&first, &[("KEEL_WORKERS", "0")], no_routes()).await;
+    let second = spawn_second_node(&first, &[("KEEL_WORKERS", "0"), NO_RESYNC], no_routes()).await;
     let mut on_second = LiveClient::connect(&second, None).await;
     let snapshot = on_second.next().await;
     let user = score_new_user(&first, &stores).await;
@@ -219,6 +231,7 @@ async fn without_redis_changes_cross_nodes_through_postgres_notify() {
         ("DATABASE_URL", db.url()),
         ("KEEL_MIGRATE", "true"),
         ("KEEL_WORKERS", "0"),
+        NO_RESYNC,
     ];
     let settings = test_settings(&env);
     let stores = Stores::connect(&settings).await.unwrap();

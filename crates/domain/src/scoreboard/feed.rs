@@ -13,14 +13,14 @@ use crate::StoreError;
 ///
 /// Contract (proved for every adapter by `keel_domain::testkit::board_feed`):
 /// - [`BoardFeed::publish`] returns a change number greater than every number it returned
-///   before and at least `floor`, and every live subscription (on any node) then sees a signal
-///   carrying a number at least that large;
+///   before and greater than `floor`, and every live subscription (on any node) then sees a
+///   signal carrying a number at least that large;
 /// - a subscription that may have missed signals (a lost connection) reports
 ///   [`BoardSignal::Resync`] once it is listening again.
 #[async_trait]
 pub trait BoardFeed: Send + Sync {
-    /// Announces a change; returns its number, never below `floor` (the highest number the
-    /// caller has seen, so numbers stay increasing even if a counter was lost and restarted).
+    /// Announces a change; returns its number, always above `floor` (the highest number the
+    /// caller has seen or used, so numbers keep increasing even if a counter was lost).
     async fn publish(&self, floor: u64) -> Result<u64, StoreError>;
 
     /// The highest change number published so far (0 before any).

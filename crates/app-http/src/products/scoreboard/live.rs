@@ -8,7 +8,12 @@
 //!
 //! Each connection holds a `watch` receiver of the newest event: a slow client never holds up
 //! the hub or other clients, it only skips to the newest snapshot when it catches up (its
-//! memory is bounded by one shared frame). A reconnect with `Last-Event-ID` replays the events
+//! memory is bounded by one shared frame).
+//!
+//! Ids: an event's id is the highest change number the node has seen, or one more than its
+//! previous event when that is higher (a change made while the feed was unreachable). One id
+//! may stand for slightly different boards on two nodes that read at different moments, so a
+//! client that reconnects "up to date" is sent the node's newest event again. A reconnect with `Last-Event-ID` replays the events
 //! it missed from a bounded [`ReplayBuffer`], or gets a fresh snapshot. Comments every
 //! `heartbeat` keep proxies from closing idle streams.
 
@@ -24,8 +29,8 @@ use keel_domain::scoreboard::{
     BoardFeed, BoardSignal, BoardSubscription, LiveEvent, RankedStanding, ReplayBuffer, Resume,
     ScoreService,
 };
-use tokio::sync::{Notify, watch};
-use tokio::time::{Instant, Interval};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::Board;
 use crate::http::{ApiError, ProblemType};
@@ -44,6 +49,8 @@ pub const SSE_CONNECTIONS: &str = "keel_sse_connections";
 /// Counter of live events made on this node.
 pub const LIVE_EVENTS_TOTAL: &str = "keel_scoreboard_live_events_total";
 
+/// Signals waiting for the hub before the subscription task waits in turn.
+const SIGNALS: usize = 1024;
 /// Longest wait between two attempts to subscribe to the feed.
 const SUBSCRIBE_RETRY_MAX: Duration = Duration::from_secs(5);
 /// Sent first on every connection: reconnect after 2 s (and the response starts at once).
@@ -148,7 +155,9 @@ impl LiveBoard {
     pub fn announce(self: &Arc<Self>, feed: Arc<dyn BoardFeed>) {
         let board = self.clone();
         tokio::spawn(async move {
-            match feed.publish(board.seen.load(Ordering::Acquire)).await {
+            // Above every id this node has seen or sent.
+            let floor = board.seen.load(Ordering::Acquire).max(board.latest_id());
+            match feed.publish(floor).await {
                 Ok(number) => board.note_seen(number),
                 Err(e) => {
                     tracing::warn!(error = %e, "board change not announced to other nodes");
@@ -173,7 +182,10 @@ impl LiveBoard {
         if latest.payload.json == json {
             return None;
         }
-        let id = (latest.id + 1).max(self.seen.load(Ordering::Acquire));
+        let id = latest
+            .id
+            .saturating_add(1)
+            .max(self.seen.load(Ordering::Acquire));
         let event = LiveEvent {
             id,
             payload: Frame::new(id, json),
@@ -193,24 +205,27 @@ impl LiveBoard {
         }
     }
 
-    /// Runs the hub until the process ends: follows `feed`, reads the board through `scores`.
-    pub async fn run(self: Arc<Self>, feed: Arc<dyn BoardFeed>, scores: ScoreService) {
-        let mut subscription = subscribe(feed.as_ref()).await;
-        match feed.current().await {
-            Ok(number) => self.note_seen(number),
-            Err(e) => tracing::warn!(error = %e, "live board could not read the change counter"),
-        }
-        // Read after subscribing: no change can fall between the two.
+    /// Runs the hub until the process ends: follows `feed`, reads the board through `scores`,
+    /// and reads it every `resync_every` regardless (signals can be lost).
+    pub async fn run(
+        self: Arc<Self>,
+        feed: Arc<dyn BoardFeed>,
+        scores: ScoreService,
+        resync_every: Duration,
+    ) {
+        // Read first: clients get the real board even while the feed cannot be reached.
         self.refresh(&scores).await;
-        let mut resync = tokio::time::interval_at(Instant::now() + RESYNC_EVERY, RESYNC_EVERY);
+        let (signals, mut received) = mpsc::channel(SIGNALS);
+        // The subscription lives in a task of its own, so its keepalive is never cut short.
+        let _forwarder = AbortOnDrop(tokio::spawn(forward(feed, signals)));
+        let mut resync = every(resync_every);
         let mut last_read = Instant::now();
         loop {
             tokio::select! {
-                signal = subscription.next() => {
-                    if !self.take(signal) {
-                        subscription = subscribe(feed.as_ref()).await;
-                    }
-                }
+                signal = received.recv() => match signal {
+                    Some(signal) => self.take(signal),
+                    None => return,
+                },
                 () = self.poke.notified() => {}
                 _ = resync.tick() => {}
             }
@@ -218,11 +233,7 @@ impl LiveBoard {
             let slot = last_read + COALESCE;
             loop {
                 tokio::select! {
-                    signal = subscription.next() => {
-                        if !self.take(signal) {
-                            subscription = subscribe(feed.as_ref()).await;
-                        }
-                    }
+                    Some(signal) = received.recv() => self.take(signal),
                     () = tokio::time::sleep_until(slot) => break,
                 }
             }
@@ -231,15 +242,9 @@ impl LiveBoard {
         }
     }
 
-    /// Notes a signal; false once the subscription has ended.
-    fn take(&self, signal: Option<BoardSignal>) -> bool {
-        match signal {
-            Some(BoardSignal::Changed(number)) => {
-                self.note_seen(number);
-                true
-            }
-            Some(BoardSignal::Resync) => true,
-            None => false,
+    fn take(&self, signal: BoardSignal) {
+        if let BoardSignal::Changed(number) = signal {
+            self.note_seen(number);
         }
     }
 
@@ -262,8 +267,15 @@ impl LiveBoard {
         metrics::gauge!(SSE_CONNECTIONS).increment(1.0);
         let history = self.history();
         let (first, last_sent) = match history.resume(last_id) {
+            // Up to date by id: its event may still hold another node's board for that id, so
+            // it gets this node's again.
+            Resume::Replay(events) if events.is_empty() => {
+                let latest = history.latest();
+                let id = latest.id;
+                (vec![latest], id)
+            }
             Resume::Replay(events) => {
-                let last = events.last().map_or(last_id.unwrap_or(0), |e| e.id);
+                let last = events.last().map_or(0, |e| e.id);
                 (events, last)
             }
             Resume::Snapshot(event) => {
@@ -282,9 +294,46 @@ impl LiveBoard {
             latest,
             closing: self.closing.subscribe(),
             last_sent,
-            heartbeat: tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat),
+            heartbeat: every(self.heartbeat),
             _guard: guard,
         })
+    }
+}
+
+/// Forwards every signal of `feed` to the hub, subscribing again whenever a subscription ends;
+/// after each (re)subscription the counter is read, as changes may have been missed. Ends when
+/// the hub is gone.
+async fn forward(feed: Arc<dyn BoardFeed>, signals: mpsc::Sender<BoardSignal>) {
+    loop {
+        let mut subscription = subscribe(feed.as_ref()).await;
+        let caught_up = match feed.current().await {
+            Ok(number) => BoardSignal::Changed(number),
+            Err(_) => BoardSignal::Resync,
+        };
+        if signals.send(caught_up).await.is_err() {
+            return;
+        }
+        while let Some(signal) = subscription.next().await {
+            if signals.send(signal).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Ticks every `period`, first one period from now, never in a burst after a stall.
+fn every(period: Duration) -> Interval {
+    let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval
+}
+
+/// Aborts a task when dropped (with the hub that owns it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -429,6 +478,11 @@ mod tests {
         assert_eq!(connection.next_chunk().await.unwrap(), PREAMBLE);
         let replayed = connection.next_chunk().await.unwrap();
         assert!(replayed.starts_with(format!("id: {second}\n").as_bytes()));
+        // Up to date: the newest event again, in case another node's differed.
+        let mut current = board.connect(Some(second)).unwrap();
+        current.next_chunk().await.unwrap();
+        let again = current.next_chunk().await.unwrap();
+        assert!(again.starts_with(format!("id: {second}\n").as_bytes()));
         let third = board.offer(&[standing(1, 3)]).unwrap();
         let followed = connection.next_chunk().await.unwrap();
         assert!(followed.starts_with(format!("id: {third}\n").as_bytes()));

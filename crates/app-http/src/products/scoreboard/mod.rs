@@ -146,7 +146,8 @@ pub fn subscribe(state: &AppState) -> Vec<JoinHandle<()>> {
     let scores = service(state);
     let live = state.scoring.live.clone();
     let feed = state.stores.products.scoreboard.feed.clone();
-    let hub = tokio::spawn(live.clone().run(feed.clone(), scores.clone()));
+    let resync = Duration::from_secs(state.settings.scoreboard.live_resync_secs.max(1));
+    let hub = tokio::spawn(live.clone().run(feed.clone(), scores.clone(), resync));
     let deletions = tokio::spawn(async move {
         while let Some(event) = events.next().await {
             #[allow(unreachable_patterns, irrefutable_let_patterns)]

@@ -30,16 +30,25 @@ function show(board) {
   body.replaceChildren(...rows);
 }
 
-const live = new EventSource("/api/v1/scoreboard/live");
-live.addEventListener("top", (event) => {
-  show(JSON.parse(event.data));
-  document.body.dataset.lastEventId = event.lastEventId;
-});
-live.onopen = () => {
-  status.dataset.state = "live";
-  status.textContent = "live";
-};
-live.onerror = () => {
-  status.dataset.state = "reconnecting";
-  status.textContent = "reconnecting…";
-};
+// Follows the live stream. The browser reconnects by itself after a network error; a refusal
+// (such as a 503 from a full node) closes the stream for good, so the page tries again later.
+function follow() {
+  const live = new EventSource("/api/v1/scoreboard/live");
+  live.addEventListener("top", (event) => {
+    show(JSON.parse(event.data));
+    document.body.dataset.lastEventId = event.lastEventId;
+  });
+  live.onopen = () => {
+    status.dataset.state = "live";
+    status.textContent = "live";
+  };
+  live.onerror = () => {
+    status.dataset.state = "reconnecting";
+    status.textContent = "reconnecting…";
+    if (live.readyState === EventSource.CLOSED) {
+      setTimeout(follow, 5000);
+    }
+  };
+}
+
+follow();

@@ -9,8 +9,9 @@ pub const PAGE: &str = include_str!("page.html");
 /// The page's script.
 pub const SCRIPT: &str = include_str!("page.js");
 
-/// Nothing from elsewhere, no inline script.
-const POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'";
+/// Nothing from elsewhere, no inline script, never framed.
+const POLICY: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; \
+    frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// Serves the live scoreboard page.
 pub async fn index() -> HttpResponse {
@@ -27,5 +28,6 @@ fn serve(content_type: &str, body: &'static str) -> HttpResponse {
         .content_type(content_type)
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("content-security-policy", POLICY))
+        .insert_header(("x-content-type-options", "nosniff"))
         .body(body)
 }
