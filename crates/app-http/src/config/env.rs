@@ -147,6 +147,13 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
     if let Some(v) = set("KEEL_SCORE_ACTIONS") {
         s.scoreboard.actions = v.trim().to_owned();
     }
+    if let Some(v) = set("KEEL_SCOREBOARD_DRIFT_INTERVAL_SECS") {
+        s.scoreboard.drift_interval_secs = parse(
+            "KEEL_SCOREBOARD_DRIFT_INTERVAL_SECS",
+            &v,
+            "a number of seconds",
+        )?;
+    }
     if let Some(v) = set("KEEL_WALLET_DEFAULT_CURRENCY") {
         s.wallet.default_currency = v.trim().to_owned();
     }

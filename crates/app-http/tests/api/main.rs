@@ -13,6 +13,7 @@ mod problems;
 mod rate_limits;
 mod revio_sim;
 mod scoreboard;
+mod scoreboard_cache;
 mod support;
 mod wallet;
 mod widgets;

@@ -21,7 +21,7 @@ async fn post_as(app: &TestApp, token: &str, path: &str, body: Value) -> Respons
         .unwrap()
 }
 
-async fn start(app: &TestApp, token: &str) -> (String, String) {
+pub(crate) async fn start(app: &TestApp, token: &str) -> (String, String) {
     let response = post_as(
         app,
         token,
@@ -37,7 +37,12 @@ async fn start(app: &TestApp, token: &str) -> (String, String) {
     )
 }
 
-async fn update(app: &TestApp, token: &str, action_id: &str, action_token: &str) -> Response {
+pub(crate) async fn update(
+    app: &TestApp,
+    token: &str,
+    action_id: &str,
+    action_token: &str,
+) -> Response {
     post_as(
         app,
         token,

@@ -1,8 +1,12 @@
 //! Live scoreboard (first part): server-signed action tokens, scores applied once per action,
-//! the board and ranks from Postgres (the truth).
+//! the board and ranks from the cache first (Redis when configured), Postgres being the truth;
+//! [`upkeep`] keeps the cache honest, [`admin`] rebuilds it.
 //!
 //! Handlers are thin: parse, call a [`ScoreService`] use case, map its errors to problems, and
 //! count every token rejection by reason (`keel_score_token_rejections_total`).
+
+mod admin;
+pub mod upkeep;
 
 use std::sync::Arc;
 
@@ -15,8 +19,8 @@ use keel_domain::events::DomainEvent;
 use keel_domain::identity::user::UserId;
 use keel_domain::ratelimit::LimitClass;
 use keel_domain::scoreboard::{
-    ActionTable, ActionTokenSigner, LeaderboardCache, MAX_TOP, RankedStanding, ScoreError,
-    ScoreService, ScoreStore, TokenError,
+    ActionTable, ActionTokenSigner, BoardCache, LeaderboardCache, MAX_TOP, RankedStanding,
+    ScoreError, ScoreService, ScoreStore, TokenError,
 };
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -28,6 +32,7 @@ use crate::http::auth::Authenticated;
 use crate::http::rate_limit::rate_limit;
 use crate::http::{ApiError, FieldError, ProblemType};
 use crate::state::AppState;
+pub use upkeep::{periodic_jobs, register_jobs};
 
 /// Counter of refused action tokens, labelled `reason`.
 pub const TOKEN_REJECTIONS_TOTAL: &str = "keel_score_token_rejections_total";
@@ -37,8 +42,8 @@ pub const TOKEN_REJECTIONS_TOTAL: &str = "keel_score_token_rejections_total";
 pub struct Scoreboard {
     /// Scores and their history (the truth).
     pub store: Arc<dyn ScoreStore>,
-    /// The board cache written after each commit.
-    pub cache: Option<Arc<dyn LeaderboardCache>>,
+    /// The board cache written after each commit and read first (shared freshness).
+    pub cache: Option<BoardCache>,
 }
 
 impl Scoreboard {
@@ -46,15 +51,23 @@ impl Scoreboard {
     pub fn memory(users: &MemoryUserStore) -> Self {
         Self {
             store: Arc::new(MemoryScoreStore::with_users(Arc::new(users.clone()))),
-            cache: Some(Arc::new(MemoryLeaderboard::new())),
+            cache: Some(upkeep::board_cache(Arc::new(MemoryLeaderboard::new()))),
         }
     }
 
-    /// Postgres stores.
+    /// Postgres stores, without a cache until [`Self::with_cache`].
     pub fn postgres(pool: &PgPool) -> Self {
         Self {
             store: Arc::new(PgScoreStore::new(pool.clone())),
             cache: None,
+        }
+    }
+
+    /// The same store with `cache` (e.g. Redis) in front of it.
+    pub fn with_cache(self, cache: Arc<dyn LeaderboardCache>) -> Self {
+        Self {
+            cache: Some(upkeep::board_cache(cache)),
+            ..self
         }
     }
 }
@@ -69,8 +82,9 @@ pub struct Scoring {
 }
 
 impl Scoring {
-    /// From the settings.
+    /// From the settings (also describes the product's metrics).
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        upkeep::describe_metrics();
         Ok(Self {
             signer: Arc::new(ActionTokenSigner::new(
                 settings.secrets.action_token_secret.expose().as_bytes(),
@@ -113,6 +127,7 @@ pub fn configure(api: &mut web::ServiceConfig) {
             .wrap(from_fn(rate_limit(LimitClass::Default)))
             .get(rank),
     );
+    admin::configure(api);
 }
 
 /// Starts the product's subscriber: a deleted account leaves the board and its history is
@@ -134,7 +149,9 @@ pub fn subscribe(state: &AppState) -> Vec<JoinHandle<()>> {
 
 /// The product's OpenAPI paths and schemas.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ScoreboardDoc::openapi()
+    let mut doc = ScoreboardDoc::openapi();
+    doc.merge(admin::openapi());
+    doc
 }
 
 #[derive(OpenApi)]
