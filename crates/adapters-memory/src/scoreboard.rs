@@ -9,7 +9,7 @@ use keel_domain::StoreError;
 use keel_domain::identity::store::UserStore;
 use keel_domain::identity::user::UserId;
 use keel_domain::scoreboard::{
-    ApplyScore, LeaderboardCache, MAX_SCORE, RankedStanding, ScoreReceipt, ScoreStore,
+    ApplyScore, CacheRead, LeaderboardCache, MAX_SCORE, RankedStanding, ScoreReceipt, ScoreStore,
     ScoredAction, Standing, board_order,
 };
 use uuid::Uuid;
@@ -221,21 +221,57 @@ impl ScoreStore for MemoryScoreStore {
         }
         Ok(state.standings.remove(&user).is_some())
     }
+
+    async fn display_names(&self, users: &[UserId]) -> Result<HashMap<UserId, String>, StoreError> {
+        let mut names = HashMap::with_capacity(users.len());
+        if let Some(store) = &self.users {
+            for user in users {
+                if let Some(found) = store.find_by_id(*user).await? {
+                    names.insert(*user, found.display_name.as_str().to_owned());
+                }
+            }
+        }
+        Ok(names)
+    }
 }
 
-/// [`LeaderboardCache`] in memory, in the board order. Clones share one board.
+/// The board of a [`MemoryLeaderboard`], and whether it was ever built.
+#[derive(Debug, Default)]
+struct Board {
+    standings: HashMap<UserId, Standing>,
+    built: bool,
+}
+
+impl Board {
+    /// `answer` when the board was built, else [`CacheRead::Unbuilt`].
+    fn read<T>(&self, answer: impl FnOnce(&Self) -> T) -> CacheRead<T> {
+        if self.built {
+            CacheRead::Answer(answer(self))
+        } else {
+            CacheRead::Unbuilt
+        }
+    }
+}
+
+/// [`LeaderboardCache`] in memory, in the board order; unbuilt until the first
+/// [`LeaderboardCache::replace_all`] (or [`MemoryLeaderboard::forget`]). Clones share one board.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryLeaderboard {
-    board: Arc<Mutex<HashMap<UserId, Standing>>>,
+    board: Arc<Mutex<Board>>,
 }
 
 impl MemoryLeaderboard {
-    /// An empty board.
+    /// An empty, unbuilt board.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<UserId, Standing>> {
+    /// Loses the board, as a Redis restart without persistence does (for tests).
+    pub fn forget(&self) {
+        *self.lock() = Board::default();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Board> {
         self.board.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -243,36 +279,49 @@ impl MemoryLeaderboard {
 #[async_trait]
 impl LeaderboardCache for MemoryLeaderboard {
     async fn record(&self, standing: &Standing) -> Result<(), StoreError> {
-        self.lock().insert(standing.user_id, standing.clone());
+        let mut board = self.lock();
+        let better = board
+            .standings
+            .get(&standing.user_id)
+            .is_none_or(|old| board_order(standing, old).is_lt());
+        if better {
+            board.standings.insert(standing.user_id, standing.clone());
+        }
         Ok(())
     }
 
-    async fn top(&self, limit: u32) -> Result<Vec<Standing>, StoreError> {
-        let mut all: Vec<Standing> = self.lock().values().cloned().collect();
-        all.sort_by(board_order);
-        all.truncate(limit as usize);
-        Ok(all)
+    async fn top(&self, limit: u32) -> Result<CacheRead<Vec<Standing>>, StoreError> {
+        Ok(self.lock().read(|board| {
+            let mut all: Vec<Standing> = board.standings.values().cloned().collect();
+            all.sort_by(board_order);
+            all.truncate(limit as usize);
+            all
+        }))
     }
 
-    async fn rank(&self, user: UserId) -> Result<Option<u64>, StoreError> {
-        let board = self.lock();
-        Ok(board.get(&user).map(|mine| {
-            1 + board
-                .values()
-                .filter(|other| board_order(other, mine).is_lt())
-                .count() as u64
+    async fn rank(&self, user: UserId) -> Result<CacheRead<Option<(u64, Standing)>>, StoreError> {
+        Ok(self.lock().read(|board| {
+            board.standings.get(&user).map(|mine| {
+                let better = board
+                    .standings
+                    .values()
+                    .filter(|other| board_order(other, mine).is_lt())
+                    .count();
+                (1 + better as u64, mine.clone())
+            })
         }))
     }
 
     async fn remove(&self, user: UserId) -> Result<(), StoreError> {
-        self.lock().remove(&user);
+        self.lock().standings.remove(&user);
         Ok(())
     }
 
     async fn replace_all(&self, standings: &[Standing]) -> Result<(), StoreError> {
-        let mut board = self.lock();
-        board.clear();
-        board.extend(standings.iter().map(|s| (s.user_id, s.clone())));
+        *self.lock() = Board {
+            standings: standings.iter().map(|s| (s.user_id, s.clone())).collect(),
+            built: true,
+        };
         Ok(())
     }
 }
@@ -281,7 +330,7 @@ impl LeaderboardCache for MemoryLeaderboard {
 mod tests {
     use chrono::{Duration, Utc};
     use keel_domain::scoreboard::{
-        ActionTable, ActionTokenSigner, ScoreError, ScoreService, TokenError,
+        ActionTable, ActionTokenSigner, BoardCache, ScoreError, ScoreService, TokenError,
     };
     use keel_domain::testkit::score_store::{run_all, run_cache};
 
@@ -295,7 +344,7 @@ mod tests {
     ) -> ScoreService {
         ScoreService::new(
             Arc::new(store.clone()),
-            Some(Arc::new(cache.clone())),
+            Some(BoardCache::new(Arc::new(cache.clone()))),
             Arc::new(ActionTokenSigner::new(
                 b"test-only-action-token-secret-0123456789",
             )),
@@ -341,10 +390,24 @@ mod tests {
         assert!(again.replayed);
         assert_eq!(again.receipt, first.receipt);
         assert_eq!(store.history_of(me).len(), 1, "one history row");
+        assert!(
+            matches!(cache.rank(me).await.expect("cache"), CacheRead::Unbuilt),
+            "not built before the first read"
+        );
         assert_eq!(
-            cache.rank(me).await.expect("cache"),
-            Some(1),
-            "written through"
+            scores.rank(me).await.expect("rank").map(|r| r.rank),
+            Some(1)
+        );
+        assert!(
+            matches!(scores.top(10).await.expect("rebuilt").as_slice(), [r] if r.standing.user_id == me),
+            "rebuilt by the read after the unbuilt one"
+        );
+        assert!(
+            matches!(
+                cache.rank(me).await.expect("cache"),
+                CacheRead::Answer(Some((1, _)))
+            ),
+            "rebuilt from the store"
         );
 
         let late = scores.start(me, "COMPLETE_TASK").expect("known type");
@@ -355,7 +418,10 @@ mod tests {
             Err(ScoreError::Token(TokenError::Expired))
         ));
         assert!(scores.remove_user(me).await.expect("removed"));
-        assert_eq!(cache.rank(me).await.expect("cache"), None);
+        assert_eq!(
+            cache.rank(me).await.expect("cache"),
+            CacheRead::Answer(None)
+        );
         assert!(store.history_of(me).is_empty(), "history anonymised");
     }
 

@@ -8,6 +8,8 @@
 //! key (a concurrent repeat of the same action rolls the whole transaction back and reads the
 //! winner's row instead).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -375,5 +377,23 @@ impl ScoreStore for PgScoreStore {
         })
         .await
         .map_err(query_error)
+    }
+
+    async fn display_names(&self, ids: &[UserId]) -> Result<HashMap<UserId, String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut conn = self.pool.get().await?;
+        let wanted: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let rows: Vec<(Uuid, String)> = users::table
+            .filter(users::id.eq_any(wanted))
+            .select((users::id, users::display_name))
+            .load(&mut conn)
+            .await
+            .map_err(query_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name)| (UserId(id), name))
+            .collect())
     }
 }

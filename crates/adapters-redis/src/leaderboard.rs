@@ -5,7 +5,10 @@
 //! A board lives at `{prefix}:{board:<name>}` (`global` unless [`RedisLeaderboard::with_board`]
 //! says otherwise). The braces are a Redis Cluster hash tag: the temporary key of
 //! [`LeaderboardCache::replace_all`], `{prefix}:{board:<name>}:tmp:<uuid>`, extends the board's
-//! key, so both hash to the same slot and `RENAME` works on a cluster too.
+//! key, so both hash to the same slot and `RENAME` works on a cluster too. So does the marker
+//! `{prefix}:{board:<name>}:built`, set in the same `MULTI` as the switch: reads check it in the
+//! same round trip and answer [`CacheRead::Unbuilt`] without it, so a Redis that restarted empty
+//! (or whose keys were evicted) is rebuilt instead of being read as an empty board.
 //!
 //! # Members and scores
 //!
@@ -15,14 +18,16 @@
 //! (ties in the composite go to the lower member, as Postgres breaks them by user id). The
 //! composite is a whole number below 2^53 in magnitude, so it is sent as an integer and Redis
 //! stores it exactly. A member or score this adapter did not write reads as
-//! [`StoreError::Corrupt`].
+//! [`StoreError::Corrupt`]. A user's score only grows, so a lower composite is a newer standing:
+//! [`LeaderboardCache::record`] is `ZADD … LT`, and write-throughs arriving out of order never
+//! put an older standing back.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use keel_domain::StoreError;
 use keel_domain::identity::user::UserId;
-use keel_domain::scoreboard::{LeaderboardCache, Standing, composite, decompose};
+use keel_domain::scoreboard::{CacheRead, LeaderboardCache, Standing, composite, decompose};
 use uuid::Uuid;
 
 use crate::RedisPool;
@@ -41,6 +46,7 @@ pub const TMP_TTL: Duration = Duration::from_secs(600);
 pub struct RedisLeaderboard {
     pool: RedisPool,
     key: String,
+    built: String,
 }
 
 impl RedisLeaderboard {
@@ -54,12 +60,18 @@ impl RedisLeaderboard {
     /// `name` must not contain `{` or `}` (it sits inside the key's hash tag).
     pub fn with_board(pool: RedisPool, name: &str) -> Self {
         let key = pool.key(&format!("{{board:{name}}}"));
-        Self { pool, key }
+        let built = format!("{key}:built");
+        Self { pool, key, built }
     }
 
     /// The sorted set's key.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The key whose presence says the board was built.
+    pub fn built_key(&self) -> &str {
+        &self.built
     }
 
     /// A fresh temporary key in the board's hash slot.
@@ -92,7 +104,7 @@ impl RedisLeaderboard {
                 })
                 .await?;
         }
-        let (tmp, key) = (tmp.to_owned(), self.key.clone());
+        let (tmp, key, built) = (tmp.to_owned(), self.key.clone(), self.built.clone());
         self.pool
             .run(|mut conn| async move {
                 // RENAME carries the temporary key's expiry over: drop it in the same step.
@@ -105,10 +117,46 @@ impl RedisLeaderboard {
                     .cmd("PERSIST")
                     .arg(&key)
                     .ignore()
+                    .cmd("SET")
+                    .arg(built)
+                    .arg(1)
+                    .ignore()
                     .query_async::<()>(&mut conn)
                     .await
             })
             .await
+    }
+
+    /// Empties the board and marks it built, in one step.
+    async fn clear_built(&self) -> Result<(), StoreError> {
+        let (key, built) = (self.key.clone(), self.built.clone());
+        self.pool
+            .run(|mut conn| async move {
+                redis::pipe()
+                    .atomic()
+                    .cmd("DEL")
+                    .arg(key)
+                    .ignore()
+                    .cmd("SET")
+                    .arg(built)
+                    .arg(1)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+            })
+            .await
+    }
+}
+
+/// `answer` when the board's marker was present, else [`CacheRead::Unbuilt`].
+fn if_built<T>(
+    built: bool,
+    answer: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<CacheRead<T>, StoreError> {
+    if built {
+        answer().map(CacheRead::Answer)
+    } else {
+        Ok(CacheRead::Unbuilt)
     }
 }
 
@@ -154,6 +202,7 @@ impl LeaderboardCache for RedisLeaderboard {
             .run(|mut conn| async move {
                 redis::cmd("ZADD")
                     .arg(key)
+                    .arg("LT")
                     .arg(score)
                     .arg(member)
                     .query_async::<i64>(&mut conn)
@@ -163,43 +212,59 @@ impl LeaderboardCache for RedisLeaderboard {
             .map(drop)
     }
 
-    async fn top(&self, limit: u32) -> Result<Vec<Standing>, StoreError> {
-        // `ZRANGE key 0 -1` would be the whole board.
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let key = self.key.clone();
-        let entries: Vec<(String, f64)> = self
+    async fn top(&self, limit: u32) -> Result<CacheRead<Vec<Standing>>, StoreError> {
+        // `ZRANGE key 0 -1` would be the whole board: ask for one and drop it.
+        let stop = i64::from(limit.max(1)) - 1;
+        let (key, built) = (self.key.clone(), self.built.clone());
+        let (present, entries): (bool, Vec<(String, f64)>) = self
             .pool
             .run(|mut conn| async move {
-                redis::cmd("ZRANGE")
+                redis::pipe()
+                    .atomic()
+                    .cmd("EXISTS")
+                    .arg(built)
+                    .cmd("ZRANGE")
                     .arg(key)
                     .arg(0)
-                    .arg(i64::from(limit) - 1)
+                    .arg(stop)
                     .arg("WITHSCORES")
                     .query_async(&mut conn)
                     .await
             })
             .await?;
-        entries
-            .iter()
-            .map(|(member, score)| standing_of(member, *score))
-            .collect()
+        if_built(present, || {
+            entries
+                .iter()
+                .take(limit as usize)
+                .map(|(member, score)| standing_of(member, *score))
+                .collect()
+        })
     }
 
-    async fn rank(&self, user: UserId) -> Result<Option<u64>, StoreError> {
-        let (key, member) = (self.key.clone(), member_of(user));
-        let rank: Option<u64> = self
+    async fn rank(&self, user: UserId) -> Result<CacheRead<Option<(u64, Standing)>>, StoreError> {
+        let (key, built, member) = (self.key.clone(), self.built.clone(), member_of(user));
+        let (present, rank, score): (bool, Option<u64>, Option<f64>) = self
             .pool
             .run(|mut conn| async move {
-                redis::cmd("ZRANK")
-                    .arg(key)
-                    .arg(member)
+                redis::pipe()
+                    .atomic()
+                    .cmd("EXISTS")
+                    .arg(built)
+                    .cmd("ZRANK")
+                    .arg(&key)
+                    .arg(&member)
+                    .cmd("ZSCORE")
+                    .arg(&key)
+                    .arg(&member)
                     .query_async(&mut conn)
                     .await
             })
             .await?;
-        Ok(rank.map(|r| r + 1))
+        let member = member_of(user);
+        if_built(present, || match (rank, score) {
+            (Some(rank), Some(score)) => Ok(Some((rank + 1, standing_of(&member, score)?))),
+            _ => Ok(None),
+        })
     }
 
     async fn remove(&self, user: UserId) -> Result<(), StoreError> {
@@ -218,17 +283,7 @@ impl LeaderboardCache for RedisLeaderboard {
 
     async fn replace_all(&self, standings: &[Standing]) -> Result<(), StoreError> {
         if standings.is_empty() {
-            let key = self.key.clone();
-            return self
-                .pool
-                .run(|mut conn| async move {
-                    redis::cmd("DEL")
-                        .arg(key)
-                        .query_async::<i64>(&mut conn)
-                        .await
-                })
-                .await
-                .map(drop);
+            return self.clear_built().await;
         }
         // Encode everything first: a bad standing leaves the board and Redis untouched.
         let entries = standings

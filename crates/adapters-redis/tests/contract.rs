@@ -23,7 +23,7 @@ use keel_domain::identity::user::UserId;
 use keel_domain::ratelimit::{Period, RateLimiter, RatePolicy};
 use keel_domain::scoreboard::ranking::BOARD_EPOCH_SECS;
 use keel_domain::scoreboard::{
-    BoardFeed, BoardSignal, LeaderboardCache, MAX_SCORE, Standing, board_order,
+    BoardFeed, BoardSignal, CacheRead, LeaderboardCache, MAX_SCORE, Standing, board_order,
 };
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
@@ -909,22 +909,23 @@ async fn leaderboard_order_equals_the_board_order() {
         })
         .count();
     assert!(ties >= 2, "seed {seed}: the sample has exact ties");
+    board.replace_all(&[]).await.unwrap();
     for s in &standings {
         board.record(s).await.unwrap();
     }
     let mut expected = standings.clone();
     expected.sort_by(board_order);
     assert_eq!(
-        board.top(200).await.unwrap(),
+        built(board.top(200).await),
         expected,
         "seed {seed}: Redis order = board order"
     );
-    assert_eq!(board.top(10).await.unwrap(), expected[..10], "seed {seed}");
-    assert!(board.top(0).await.unwrap().is_empty(), "top(0) is empty");
+    assert_eq!(built(board.top(10).await), expected[..10], "seed {seed}");
+    assert!(built(board.top(0).await).is_empty(), "top(0) is empty");
     for (i, s) in expected.iter().enumerate() {
         assert_eq!(
-            board.rank(s.user_id).await.unwrap(),
-            Some(u64::try_from(i).unwrap() + 1),
+            built(board.rank(s.user_id).await),
+            Some((u64::try_from(i).unwrap() + 1, s.clone())),
             "seed {seed}: rank of {s:?}"
         );
     }
@@ -968,7 +969,7 @@ async fn replace_all_switches_a_large_board_and_leaves_no_temporary_key() {
     let mut expected = standings.clone();
     expected.sort_by(board_order);
     assert_eq!(
-        board.top(5_000).await.unwrap(),
+        built(board.top(5_000).await),
         expected,
         "seed {seed}: exactly the new standings"
     );
@@ -1000,15 +1001,54 @@ async fn replace_all_switches_a_large_board_and_leaves_no_temporary_key() {
         board.record(&bad[1]).await,
         Err(StoreError::Corrupt(_))
     ));
-    assert_eq!(board.top(5_000).await.unwrap().len(), 2_345);
+    assert_eq!(built(board.top(5_000).await).len(), 2_345);
     assert!(keys_matching(redis.pool(), pattern).await.is_empty());
 
     // Another board under the same prefix is separate.
     let global = RedisLeaderboard::new(redis.pool().clone());
-    assert!(global.top(10).await.unwrap().is_empty());
+    assert_eq!(global.top(10).await.unwrap(), CacheRead::Unbuilt);
 
     board.replace_all(&[]).await.unwrap();
-    assert!(board.top(10).await.unwrap().is_empty());
+    assert!(built(board.top(10).await).is_empty());
+}
+
+/// The answer of a read of a built board.
+fn built<T: std::fmt::Debug>(read: Result<CacheRead<T>, StoreError>) -> T {
+    match read.unwrap() {
+        CacheRead::Answer(answer) => answer,
+        CacheRead::Unbuilt => panic!("the board was built"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_board_lost_with_its_marker_reads_as_unbuilt() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let board = RedisLeaderboard::new(redis.pool().clone());
+    let (_, mut rng) = seeded_rng();
+    let standings = random_standings(&mut rng, 5);
+    board.replace_all(&standings).await.unwrap();
+    assert_eq!(built(board.top(10).await).len(), 5);
+    // What a restart without persistence (or FLUSHDB) leaves: nothing.
+    let (key, marker) = (board.key().to_owned(), board.built_key().to_owned());
+    redis
+        .pool()
+        .run(|mut conn| async move {
+            redis::cmd("DEL")
+                .arg(key)
+                .arg(marker)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await
+        .unwrap();
+    board.record(&standings[0]).await.unwrap();
+    assert_eq!(board.top(10).await.unwrap(), CacheRead::Unbuilt);
+    assert_eq!(
+        board.rank(standings[0].user_id).await.unwrap(),
+        CacheRead::Unbuilt
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1021,11 +1061,15 @@ async fn a_foreign_member_or_score_reads_as_corrupt() {
         ("-1", "not-a-user"),
         ("1.5", "00000000-0000-0000-0000-000000000001"),
     ] {
-        let key = board.key().to_owned();
+        let (key, marker) = (board.key().to_owned(), board.built_key().to_owned());
         redis
             .pool()
             .run(|mut conn| async move {
                 redis::pipe()
+                    .cmd("SET")
+                    .arg(marker)
+                    .arg(1)
+                    .ignore()
                     .cmd("DEL")
                     .arg(&key)
                     .ignore()

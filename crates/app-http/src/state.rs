@@ -14,7 +14,7 @@ use keel_adapters_postgres::{
     PgRefreshTokenStore, PgUserStore,
 };
 use keel_adapters_redis::{RedisBoardFeed, RedisIdempotencyCache};
-use keel_adapters_redis::{RedisHealth, RedisPool, RedisRateLimiter};
+use keel_adapters_redis::{RedisHealth, RedisLeaderboard, RedisPool, RedisRateLimiter};
 use keel_domain::audit::AuditLog;
 use keel_domain::events::EventBus;
 use keel_domain::health::HealthProbe;
@@ -129,10 +129,16 @@ impl Stores {
         }
     }
 
-    /// The same stores with Redis as the shared coordination layer: shared rate budgets, and an
+    /// The same stores with Redis as the shared coordination layer: shared rate budgets, an
     /// idempotency cache in front of the durable record (this node's memory for completed
-    /// responses, then Redis for everything every node must see).
+    /// responses, then Redis for everything every node must see), and the scoreboard's board
+    /// cache (a sorted set shared by every node) and change feed (pub/sub).
     pub fn with_redis(mut self, pool: RedisPool) -> Self {
+        self.products.scoreboard = self
+            .products
+            .scoreboard
+            .with_cache(Arc::new(RedisLeaderboard::new(pool.clone())))
+            .with_feed(Arc::new(RedisBoardFeed::new(pool.clone())));
         self.rate_limiter = Arc::new(RedisRateLimiter::new(pool.clone()));
         let cache = TieredIdempotencyCache::new(
             Arc::new(MemoryIdempotencyCache::new(CacheBounds::default())),
@@ -146,10 +152,6 @@ impl Stores {
             LayeredIdempotencyStore::new(durable, Arc::new(cache))
                 .with_observer(Arc::new(count_cache_use)),
         );
-        self.products.scoreboard = self
-            .products
-            .scoreboard
-            .with_feed(Arc::new(RedisBoardFeed::new(pool.clone())));
         self.probes.push(Arc::new(RedisHealth::new(pool.clone())));
         self.redis = Some(pool);
         self

@@ -4,9 +4,10 @@ use diesel_async::RunQueryDsl;
 use keel_adapters_postgres::PgScoreStore;
 use keel_adapters_postgres::testkit::TestDatabase;
 use keel_domain::identity::user::UserId;
+use keel_domain::identity::values::Role;
 use keel_domain::scoreboard::ScoreStore;
 use keel_domain::testkit::score_store::{action, run_all};
-use keel_domain::testkit::support::whole_second_now;
+use keel_domain::testkit::support::{stored_user, whole_second_now};
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -46,4 +47,18 @@ async fn history_is_append_only_but_a_deleted_user_is_anonymised() {
     .await
     .unwrap();
     assert_eq!(named, 0, "history kept, without the user");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn display_names_are_read_for_a_page_in_one_query() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgScoreStore::new(db.pool().clone());
+    let users = keel_adapters_postgres::PgUserStore::new(db.pool().clone());
+    let named = stored_user(&users, Role::Participant).await;
+    let gone = UserId(Uuid::now_v7());
+    let names = store.display_names(&[named, gone]).await.unwrap();
+    assert_eq!(names.len(), 1, "a deleted or unknown user has no name");
+    assert_eq!(names[&named], "Tester");
 }

@@ -156,6 +156,10 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
             "KEEL_SCOREBOARD_LIVE_RESYNC_SECS",
             &mut s.scoreboard.live_resync_secs,
         ),
+        (
+            "KEEL_SCOREBOARD_DRIFT_INTERVAL_SECS",
+            &mut s.scoreboard.drift_interval_secs,
+        ),
     ] {
         if let Some(v) = set(key) {
             *field = parse(key, &v, "a number of seconds")?;

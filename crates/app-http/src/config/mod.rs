@@ -460,7 +460,7 @@ impl Settings {
         }
         env::validate_rates(&self.rate, &self.rate_fallback)?;
         self.wallet.policy()?;
-        self.scoreboard.table()?;
+        self.scoreboard.validate()?;
         self.revio.verifier()?;
         // The error names the entry at fault, never the key material.
         keel_domain::pii::KeyRing::parse(self.secrets.pii_keys.expose())

@@ -62,12 +62,14 @@ pub fn register_jobs(registry: &mut JobRegistry, state: &AppState) {
     attendance::register_jobs(registry, state);
     competitions::register_jobs(registry, state);
     wallet::register_jobs(registry, state);
+    scoreboard::register_jobs(registry, state);
 }
 
 /// Every product's periodic jobs.
 pub fn periodic_jobs(state: &AppState) -> Result<Vec<PeriodicJob>, ScheduleError> {
     let mut jobs = competitions::periodic_jobs(state)?;
     jobs.extend(wallet::periodic_jobs(state)?);
+    jobs.extend(scoreboard::periodic_jobs(state)?);
     Ok(jobs)
 }
 

@@ -14,6 +14,7 @@ mod problems;
 mod rate_limits;
 mod revio_sim;
 mod scoreboard;
+mod scoreboard_cache;
 mod scoreboard_live;
 mod security;
 mod support;

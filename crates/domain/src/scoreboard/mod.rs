@@ -6,10 +6,14 @@
 //! - [`ranking`]: the board order and its exact 53-bit encoding for Redis.
 //! - [`store`]: the [`ScoreStore`] (truth) and [`LeaderboardCache`] ports.
 //! - [`service`]: the use cases.
+//! - [`cache`]: cache-first reads, write-through and the stale cache.
+//! - [`drift`]: the rebuild and the `scoreboard.drift` check.
 //! - [`feed`]: the [`BoardFeed`] port telling every node the board changed.
 //! - [`replay`]: the bounded history of live events a node replays on reconnect.
 
 pub mod actions;
+pub mod cache;
+pub mod drift;
 pub mod feed;
 pub mod ranking;
 pub mod replay;
@@ -18,6 +22,10 @@ pub mod store;
 pub mod token;
 
 pub use actions::{ActionTable, ActionTableError};
+pub use cache::{BoardCache, CacheEvent, CacheObserver, FallbackReason, REBUILD_RETRY};
+pub use drift::{
+    CheckBoardDrift, CheckBoardDriftHandler, DRIFT_WINDOW, DriftObserver, DriftReport, compare,
+};
 pub use feed::{BoardFeed, BoardSignal, BoardSubscription};
 pub use ranking::{
     MAX_SCORE, RankingError, Standing, board_order, composite, decompose, whole_second,
@@ -27,7 +35,7 @@ pub use service::{
     ACTION_TTL, MAX_TOP, ScoreError, ScoreService, Scored, StartedAction, token_hash,
 };
 pub use store::{
-    ApplyScore, LeaderboardCache, RankedStanding, ScoreReceipt, ScoreStore, ScoredAction,
+    ApplyScore, CacheRead, LeaderboardCache, RankedStanding, ScoreReceipt, ScoreStore, ScoredAction,
 };
 pub use token::{ActionClaims, ActionTokenSigner, TokenError};
 

@@ -1,8 +1,8 @@
 //! The scoreboard use cases: start an action, score it once, read the board.
 //!
-//! Postgres (the [`ScoreStore`]) is the truth; the [`LeaderboardCache`] is written after each
-//! commit and read first, and any cache failure falls back to the store (the drift job and the
-//! admin rebuild repair it).
+//! Postgres (the [`ScoreStore`]) is the truth; the cache ([`BoardCache`]) is written after each
+//! commit and read first, and any cache failure falls back to the store (see [`super::cache`]);
+//! rebuilds and the drift check are in [`super::drift`].
 
 use std::sync::Arc;
 
@@ -11,10 +11,9 @@ use ring::digest;
 use uuid::Uuid;
 
 use super::actions::ActionTable;
+use super::cache::BoardCache;
 use super::ranking::{Standing, whole_second};
-use super::store::{
-    ApplyScore, LeaderboardCache, RankedStanding, ScoreReceipt, ScoreStore, ScoredAction,
-};
+use super::store::{ApplyScore, RankedStanding, ScoreReceipt, ScoreStore, ScoredAction};
 use super::token::{ActionClaims, ActionTokenSigner, TokenError};
 use crate::identity::user::UserId;
 use crate::{Clock, StoreError};
@@ -74,7 +73,7 @@ pub struct Scored {
 #[derive(Clone)]
 pub struct ScoreService {
     store: Arc<dyn ScoreStore>,
-    cache: Option<Arc<dyn LeaderboardCache>>,
+    cache: Option<BoardCache>,
     signer: Arc<ActionTokenSigner>,
     table: Arc<ActionTable>,
     clock: Arc<dyn Clock>,
@@ -84,7 +83,7 @@ impl ScoreService {
     /// The use cases over `store` (and `cache` in front of it, if any).
     pub fn new(
         store: Arc<dyn ScoreStore>,
-        cache: Option<Arc<dyn LeaderboardCache>>,
+        cache: Option<BoardCache>,
         signer: Arc<ActionTokenSigner>,
         table: Arc<ActionTable>,
         clock: Arc<dyn Clock>,
@@ -155,7 +154,7 @@ impl ScoreService {
                 receipt,
                 reached_at,
             } => {
-                self.cache_record(&Standing {
+                self.write_through(&Standing {
                     user_id: user,
                     score: receipt.new_score,
                     reached_at,
@@ -175,30 +174,37 @@ impl ScoreService {
         }
     }
 
-    async fn cache_record(&self, standing: &Standing) {
-        if let Some(cache) = &self.cache {
-            // The store committed: a cache failure only delays the cache until repair.
-            let _ = cache.record(standing).await;
-        }
-    }
-
-    /// The best `limit` standings (1..=[`MAX_TOP`]) from the store, best first.
+    /// The best `limit` standings (1..=[`MAX_TOP`]), best first: from the cache when it is
+    /// fresh and answers, else from the store.
     pub async fn top(&self, limit: u32) -> Result<Vec<RankedStanding>, ScoreError> {
-        Ok(self.store.top(limit.clamp(1, MAX_TOP)).await?)
+        self.read_top(limit.clamp(1, MAX_TOP)).await
     }
 
-    /// `user`'s rank and standing.
+    /// `user`'s rank and standing, from the cache first like [`Self::top`].
     pub async fn rank(&self, user: UserId) -> Result<Option<RankedStanding>, ScoreError> {
-        Ok(self.store.rank(user).await?)
+        self.read_rank(user).await
     }
 
-    /// Removes `user` from the board (store and cache); whether they had a standing.
+    /// Removes `user` from the board (store, then cache); whether they had a standing.
     pub async fn remove_user(&self, user: UserId) -> Result<bool, ScoreError> {
         let had = self.store.remove_user(user).await?;
-        if let Some(cache) = &self.cache {
-            let _ = cache.remove(user).await;
-        }
+        self.remove_through(user).await;
         Ok(had)
+    }
+
+    /// The store.
+    pub(super) fn store(&self) -> &dyn ScoreStore {
+        self.store.as_ref()
+    }
+
+    /// The cache, if any.
+    pub(super) fn cache(&self) -> Option<&BoardCache> {
+        self.cache.as_ref()
+    }
+
+    /// Now, from the service's clock.
+    pub(super) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 }
 

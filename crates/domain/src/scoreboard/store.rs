@@ -1,6 +1,8 @@
 //! The scoreboard's ports: `ScoreStore` (Postgres, the truth) and `LeaderboardCache` (a Redis
 //! sorted set in front of it, never the only record).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -98,25 +100,47 @@ pub trait ScoreStore: Send + Sync {
     /// Removes `user` from the board and anonymises their history; returns whether they had a
     /// standing.
     async fn remove_user(&self, user: UserId) -> Result<bool, StoreError>;
+
+    /// The current display names of `users`, in one round trip; unknown (deleted) users are
+    /// absent. Boards read from the cache are named through this.
+    async fn display_names(&self, users: &[UserId]) -> Result<HashMap<UserId, String>, StoreError>;
+}
+
+/// A read from a [`LeaderboardCache`]: its answer, or that it holds no built board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheRead<T> {
+    /// The board's answer.
+    Answer(T),
+    /// No board was built here (never filled by [`LeaderboardCache::replace_all`], or lost, e.g.
+    /// with a Redis restart): an empty answer would be a lie, so the caller rebuilds it.
+    Unbuilt,
 }
 
 /// The board as a sorted set (Redis), kept after the truth: written after each commit,
 /// repaired by the drift job, rebuilt by admins.
+///
+/// Contract (proved for every adapter by `keel_domain::testkit::score_store::run_cache`):
+/// - reads answer [`CacheRead::Unbuilt`] until the first [`replace_all`](Self::replace_all) and
+///   again whenever the board was lost, never an empty or partial board;
+/// - [`record`](Self::record) never replaces a user's standing with a worse one (write-throughs
+///   of one user's actions may arrive out of order, and a user's score only grows);
+/// - the order is [`super::board_order`], ranks are 1-based.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait LeaderboardCache: Send + Sync {
-    /// Puts `standing` on the board (replacing the user's previous one).
+    /// Puts `standing` on the board unless the user already has a better one there.
     async fn record(&self, standing: &Standing) -> Result<(), StoreError>;
 
-    /// The best `limit` (user, score, reached_at), best first.
-    async fn top(&self, limit: u32) -> Result<Vec<Standing>, StoreError>;
+    /// The best `limit` standings, best first.
+    async fn top(&self, limit: u32) -> Result<CacheRead<Vec<Standing>>, StoreError>;
 
-    /// `user`'s 1-based rank, if on the board.
-    async fn rank(&self, user: UserId) -> Result<Option<u64>, StoreError>;
+    /// `user`'s 1-based rank and standing, if on the board.
+    async fn rank(&self, user: UserId) -> Result<CacheRead<Option<(u64, Standing)>>, StoreError>;
 
     /// Removes `user`.
     async fn remove(&self, user: UserId) -> Result<(), StoreError>;
 
-    /// Replaces the whole board with `standings` (atomically where the cache can).
+    /// Replaces the whole board with `standings` (atomically where the cache can) and marks it
+    /// built.
     async fn replace_all(&self, standings: &[Standing]) -> Result<(), StoreError>;
 }

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::support::{ok, whole_second_now};
 use crate::identity::user::UserId;
 use crate::scoreboard::{
-    ApplyScore, LeaderboardCache, MAX_SCORE, ScoreReceipt, ScoreStore, ScoredAction, Standing,
-    board_order, token_hash,
+    ApplyScore, CacheRead, LeaderboardCache, MAX_SCORE, ScoreReceipt, ScoreStore, ScoredAction,
+    Standing, board_order, token_hash,
 };
 
 /// An action of `delta` for `user` at `at`, with a token text of its own.
@@ -41,6 +41,7 @@ pub async fn run_all<S: ScoreStore>(store: &S) {
     ties_go_to_who_reached_the_score_first(store).await;
     the_score_never_passes_the_maximum(store).await;
     standings_page_in_board_order(store).await;
+    unknown_users_have_no_display_name(store).await;
 }
 
 async fn clear<S: ScoreStore>(store: &S, users: &[UserId]) {
@@ -186,8 +187,49 @@ async fn standings_page_in_board_order<S: ScoreStore>(store: &S) {
     clear(store, &users).await;
 }
 
-/// Runs every [`LeaderboardCache`] case on an empty cache.
+async fn unknown_users_have_no_display_name<S: ScoreStore>(store: &S) {
+    assert!(ok(store.display_names(&[]).await).is_empty());
+    let strangers = [UserId(Uuid::now_v7()), UserId(Uuid::now_v7())];
+    assert!(ok(store.display_names(&strangers).await).is_empty());
+}
+
+/// The answer of a cache read, which must be built.
+fn built<T: std::fmt::Debug>(read: CacheRead<T>) -> T {
+    match read {
+        CacheRead::Answer(answer) => answer,
+        CacheRead::Unbuilt => panic!("the board was built"),
+    }
+}
+
+/// The cache's whole board (up to 1000), which must be built.
+async fn board<C: LeaderboardCache>(cache: &C) -> Vec<Standing> {
+    built(ok(cache.top(1000).await))
+}
+
+/// Runs every [`LeaderboardCache`] case on a cache that was never built.
 pub async fn run_cache<C: LeaderboardCache>(cache: &C) {
+    an_unbuilt_board_says_so(cache).await;
+    the_board_keeps_the_board_order(cache).await;
+    a_standing_is_never_replaced_by_a_worse_one(cache).await;
+}
+
+async fn an_unbuilt_board_says_so<C: LeaderboardCache>(cache: &C) {
+    let first = Standing {
+        user_id: UserId(Uuid::now_v7()),
+        score: 5,
+        reached_at: whole_second_now(),
+    };
+    assert_eq!(ok(cache.top(10).await), CacheRead::Unbuilt);
+    // Writes to an unbuilt board do not build it: it would be partial.
+    ok(cache.record(&first).await);
+    assert_eq!(ok(cache.top(10).await), CacheRead::Unbuilt);
+    assert_eq!(ok(cache.rank(first.user_id).await), CacheRead::Unbuilt);
+    ok(cache.replace_all(&[]).await);
+    assert!(board(cache).await.is_empty(), "built and empty");
+    assert_eq!(ok(cache.rank(first.user_id).await), CacheRead::Answer(None));
+}
+
+async fn the_board_keeps_the_board_order<C: LeaderboardCache>(cache: &C) {
     let t0 = whole_second_now() - Duration::seconds(10);
     let mut ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
     ids.sort();
@@ -211,7 +253,7 @@ pub async fn run_cache<C: LeaderboardCache>(cache: &C) {
     for s in &standings {
         ok(cache.record(s).await);
     }
-    let top = ok(cache.top(10).await);
+    let top = board(cache).await;
     assert_eq!(
         top,
         vec![
@@ -221,8 +263,11 @@ pub async fn run_cache<C: LeaderboardCache>(cache: &C) {
         ],
         "score, then time, then the lower id"
     );
-    assert_eq!(ok(cache.rank(UserId(ids[0])).await), Some(2));
-    assert_eq!(ok(cache.rank(UserId(Uuid::now_v7())).await), None);
+    assert_eq!(
+        built(ok(cache.rank(UserId(ids[0])).await)),
+        Some((2, standings[2].clone()))
+    );
+    assert_eq!(built(ok(cache.rank(UserId(Uuid::now_v7())).await)), None);
     // A new standing replaces the user's old one.
     let raised = Standing {
         user_id: UserId(ids[1]),
@@ -230,12 +275,39 @@ pub async fn run_cache<C: LeaderboardCache>(cache: &C) {
         reached_at: t0 + Duration::seconds(5),
     };
     ok(cache.record(&raised).await);
-    assert_eq!(ok(cache.rank(UserId(ids[1])).await), Some(1));
-    assert_eq!(ok(cache.top(10).await).len(), 3);
+    assert_eq!(
+        built(ok(cache.rank(UserId(ids[1])).await)),
+        Some((1, raised.clone()))
+    );
+    assert_eq!(board(cache).await.len(), 3);
+    assert_eq!(built(ok(cache.top(2).await)).len(), 2);
     ok(cache.remove(UserId(ids[2])).await);
-    assert_eq!(ok(cache.top(10).await).len(), 2);
+    assert_eq!(board(cache).await.len(), 2);
     ok(cache.replace_all(&standings[..1]).await);
-    assert_eq!(ok(cache.top(10).await), vec![standings[0].clone()]);
+    assert_eq!(board(cache).await, vec![standings[0].clone()]);
     ok(cache.replace_all(&[]).await);
-    assert!(ok(cache.top(10).await).is_empty());
+    assert!(board(cache).await.is_empty());
+}
+
+async fn a_standing_is_never_replaced_by_a_worse_one<C: LeaderboardCache>(cache: &C) {
+    let user = UserId(Uuid::now_v7());
+    let t0 = whole_second_now() - Duration::seconds(10);
+    let older = Standing {
+        user_id: user,
+        score: 10,
+        reached_at: t0,
+    };
+    let newer = Standing {
+        user_id: user,
+        score: 20,
+        reached_at: t0 + Duration::seconds(1),
+    };
+    // Write-throughs of one user's actions arrive out of order.
+    ok(cache.record(&newer).await);
+    ok(cache.record(&older).await);
+    assert_eq!(board(cache).await, vec![newer.clone()]);
+    // A rebuild sets the board exactly, worse or not.
+    ok(cache.replace_all(std::slice::from_ref(&older)).await);
+    assert_eq!(board(cache).await, vec![older]);
+    ok(cache.replace_all(&[]).await);
 }

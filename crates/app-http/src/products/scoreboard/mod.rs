@@ -1,11 +1,15 @@
 //! Live scoreboard: server-signed action tokens, scores applied once per action, the board and
-//! ranks, and the live top 10 over Server-Sent Events on every node ([`live`]).
+//! ranks from the cache first (Redis when configured), Postgres being the truth, and the live
+//! top 10 over Server-Sent Events on every node ([`live`]); [`upkeep`] keeps the cache honest,
+//! [`admin`] rebuilds it.
 //!
 //! Handlers are thin: parse, call a [`ScoreService`] use case, map its errors to problems, and
 //! count every token rejection by reason (`keel_score_token_rejections_total`).
 
+mod admin;
 pub mod live;
 pub mod page;
+pub mod upkeep;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +23,8 @@ use keel_domain::events::DomainEvent;
 use keel_domain::identity::user::UserId;
 use keel_domain::ratelimit::LimitClass;
 use keel_domain::scoreboard::{
-    ActionTable, ActionTokenSigner, BoardFeed, LeaderboardCache, MAX_TOP, RankedStanding,
+    ActionTable, ActionTokenSigner, BoardCache, BoardFeed, LeaderboardCache, MAX_TOP,
+    RankedStanding,
     ScoreError, ScoreService, ScoreStore, TokenError,
 };
 use serde::{Deserialize, Serialize};
@@ -33,6 +38,7 @@ use crate::http::rate_limit::rate_limit;
 use crate::http::{ApiError, FieldError, ProblemType};
 use crate::state::AppState;
 use live::{LIVE_TOP, LiveBoard};
+pub use upkeep::{periodic_jobs, register_jobs};
 
 /// Counter of refused action tokens, labelled `reason`.
 pub const TOKEN_REJECTIONS_TOTAL: &str = "keel_score_token_rejections_total";
@@ -42,8 +48,8 @@ pub const TOKEN_REJECTIONS_TOTAL: &str = "keel_score_token_rejections_total";
 pub struct Scoreboard {
     /// Scores and their history (the truth).
     pub store: Arc<dyn ScoreStore>,
-    /// The board cache written after each commit.
-    pub cache: Option<Arc<dyn LeaderboardCache>>,
+    /// The board cache written after each commit and read first (shared freshness).
+    pub cache: Option<BoardCache>,
     /// How nodes tell each other the board changed (in process until Postgres or Redis is set
     /// with [`Scoreboard::with_feed`]).
     pub feed: Arc<dyn BoardFeed>,
@@ -54,12 +60,12 @@ impl Scoreboard {
     pub fn memory(users: &MemoryUserStore) -> Self {
         Self {
             store: Arc::new(MemoryScoreStore::with_users(Arc::new(users.clone()))),
-            cache: Some(Arc::new(MemoryLeaderboard::new())),
+            cache: Some(upkeep::board_cache(Arc::new(MemoryLeaderboard::new()))),
             feed: Arc::new(MemoryBoardFeed::new()),
         }
     }
 
-    /// Postgres stores.
+    /// Postgres stores, without a cache until [`Self::with_cache`].
     pub fn postgres(pool: &PgPool) -> Self {
         Self {
             store: Arc::new(PgScoreStore::new(pool.clone())),
@@ -71,6 +77,14 @@ impl Scoreboard {
     /// The same stores, announcing board changes through `feed`.
     pub fn with_feed(self, feed: Arc<dyn BoardFeed>) -> Self {
         Self { feed, ..self }
+    }
+
+    /// The same store with `cache` (e.g. Redis) in front of it.
+    pub fn with_cache(self, cache: Arc<dyn LeaderboardCache>) -> Self {
+        Self {
+            cache: Some(upkeep::board_cache(cache)),
+            ..self
+        }
     }
 }
 
@@ -86,8 +100,9 @@ pub struct Scoring {
 }
 
 impl Scoring {
-    /// From the settings.
+    /// From the settings (also describes the product's metrics).
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        upkeep::describe_metrics();
         Ok(Self {
             signer: Arc::new(ActionTokenSigner::new(
                 settings.secrets.action_token_secret.expose().as_bytes(),
@@ -136,6 +151,7 @@ pub fn configure(api: &mut web::ServiceConfig) {
             .wrap(from_fn(rate_limit(LimitClass::Default)))
             .get(rank),
     );
+    admin::configure(api);
 }
 
 /// Starts the product's tasks: the live board's hub, and the subscriber by which a deleted
@@ -167,7 +183,9 @@ pub fn subscribe(state: &AppState) -> Vec<JoinHandle<()>> {
 
 /// The product's OpenAPI paths and schemas.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ScoreboardDoc::openapi()
+    let mut doc = ScoreboardDoc::openapi();
+    doc.merge(admin::openapi());
+    doc
 }
 
 #[derive(OpenApi)]
