@@ -190,7 +190,7 @@ impl Bench {
                 Err(e) => return Err(format!("cannot fund the wallets: {e}")),
             }
             // Fresh statistics as the tables grow from empty (autovacuum lags behind): the
-            // schema's balance-check triggers must look postings up by index.
+            // schema's checks must find postings and accounts by index.
             bench.analyze().await?;
         }
         Ok(Arc::new(bench))
@@ -486,21 +486,18 @@ fn section(s: &Summary) -> String {
     }
     out.push_str(&format!(
         "\nWhat one commit costs. tpcb-like: 7 round trips (BEGIN, 3 single-row UPDATEs, a SELECT, \
-         an INSERT, END), no triggers. A single transfer: 7 round trips too (BEGIN, INSERT the \
-         transaction, one SELECT of both wallets' accounts, INSERT the 2 postings, 2 conditional \
-         UPDATEs in account id order, COMMIT), but more server work per commit: at COMMIT the \
-         schema's deferred balance check runs 3 times (a trigger per transaction row and per \
-         posting, each counting and summing the transaction's postings), the postings' foreign \
-         keys are checked, and 3 rows are inserted under uuid keys (4 indexes) where tpcb-like \
-         inserts 1 history row. On 2 cores shared by Postgres, the clients and the other work on \
-         the machine (see the load average), that CPU per commit is the limit. A batch costs about \
-         the same round trips for {BATCH} transfers (multi-row INSERTs, one account lookup, the \
-         balance checks run by `SET CONSTRAINTS … IMMEDIATE` before any balance is locked, the \
-         accounts locked in id order by one `SELECT … FOR NO KEY UPDATE` and changed by one \
-         conditional `UPDATE … FROM unnest`, one durable COMMIT), so per transfer it costs the \
-         server's row work only; its limit is that work plus lock queueing: a batch locks about \
-         200 of the {USERS} wallets until its commit is flushed, so concurrent batches often wait \
-         for one another (the p99 per batch).\n"
+         an INSERT, END), no triggers. A transfer, or a batch of {BATCH}: ONE round trip, one \
+         statement outside any transaction (it is its own transaction, committed durably at its \
+         end): it finds the accounts by (owner, purpose, currency), locks the changed ones in id \
+         order and adds each net delta once, inserts the transactions and their postings from \
+         arrays; an overdraft or a taken link fails the statement, so nothing of it stays. Server \
+         work per transfer beyond tpcb-like: 3 rows inserted instead of 1 (with their foreign-key \
+         checks), the schema's balance check once per statement over the statement's postings \
+         (a transition table), and at commit one index probe per transaction (it has postings). \
+         On 2 cores shared by Postgres, the clients and the other work on the machine (see the \
+         load average), that CPU per commit is the limit. A batch locks about 200 of the {USERS} \
+         wallets until its commit is flushed, so concurrent batches often wait for one another \
+         (the p99 per batch).\n"
     ));
     out
 }

@@ -4,13 +4,17 @@
 //! - Every write is one transaction on one pooled connection: the operation row, the ledger
 //!   transaction with its postings, the balance updates, the jobs ([`enqueue_in`]) and the
 //!   idempotent receipt (`complete_in`) commit together or not at all.
-//! - A posting changes its account with `UPDATE ledger_accounts SET balance = balance + $d
-//!   WHERE id = $1 AND (allow_negative OR balance + $d >= 0)`; no row updated means the wallet
-//!   would be overdrawn, and the whole unit of work rolls back with that business answer.
-//!   Accounts are updated in account id order, so concurrent transfers cannot deadlock.
-//! - The schema restates the rules (see `migrations/…_wallet`): the no-overdraft CHECK, unique
-//!   `reverses` / `resolves` links, append-only triggers, a deferred trigger that checks every
-//!   transaction balances at commit, and a trigger that keeps final operations final.
+//! - A ledger transaction (or a batch of them) is booked by ONE statement (`book`): it locks the
+//!   accounts it changes in account id order (so concurrent writers cannot deadlock), adds each
+//!   account's net delta once and inserts the transactions and their postings. It refuses with
+//!   errors (an overdrawn wallet is refused by the no-overdraft CHECK, a taken link by a unique
+//!   index), so the whole unit of work rolls back with that business answer. `book` and
+//!   `book_batch` run it outside any transaction: one round trip, one commit.
+//! - The schema restates the rules (see `migrations/…_wallet` and `…_ledger_fast_checks`): the
+//!   no-overdraft CHECK, unique `reverses` / `resolves` links, append-only triggers, a statement
+//!   trigger that refuses postings that are not one complete balanced group per transaction, a
+//!   deferred trigger that refuses a transaction without postings at commit, and a trigger that
+//!   keeps final operations final.
 //!
 //! [`enqueue_in`]: crate::jobs::enqueue_in
 
@@ -37,6 +41,7 @@ use keel_domain::wallet::{
 
 use crate::PgPool;
 use crate::error::query_error;
+use book::Refusal;
 use rows::{AdjustmentRow, MismatchRow, reconciliation_mismatches as m, wallet_adjustments as adj};
 use writes::{outcome, validated};
 
@@ -64,10 +69,11 @@ impl PgLedgerStore {
     /// batch would overdraw any wallet, nothing is written and the answer is
     /// `Booked::InsufficientFunds`; a taken link fails the whole batch with a conflict.
     ///
-    /// Each account's balance changes once, by the sum of its postings across the batch, with
-    /// the same conditional update as a single booking, in account id order (the order every
-    /// writer takes): concurrent batches and single bookings cannot deadlock. The overdraft
-    /// rule applies to the batch's net change per account.
+    /// One statement, run outside any transaction (one round trip, one commit); only when an
+    /// account has no row yet does it run again in a transaction that creates it first. Each
+    /// account's balance changes once, by the sum of its postings across the batch, locked in
+    /// account id order (the order every writer takes): concurrent batches and single bookings
+    /// cannot deadlock. The overdraft rule applies to the batch's net change per account.
     pub async fn book_batch(&self, transactions: &[Transaction]) -> Result<Booked, StoreError> {
         for tx in transactions {
             validated(tx)?;
@@ -79,6 +85,18 @@ impl PgLedgerStore {
             return Ok(done);
         }
         let mut conn = self.pool.get().await?;
+        // First as one statement outside any transaction: it commits, or leaves nothing.
+        match book::try_book(&mut conn, transactions).await {
+            Ok(()) => return Ok(done),
+            Err(e) => match book::refusal(&e) {
+                Some(Refusal::Answer(booking)) => {
+                    return outcome(writes::batch_answer(booking, transactions.len()));
+                }
+                // First use of an account: create it and book in one unit of work.
+                Some(Refusal::NoAccount) => {}
+                None => return Err(query_error(e)),
+            },
+        }
         outcome(
             conn.transaction(async |conn| writes::book_batch_on(conn, transactions).await)
                 .await,

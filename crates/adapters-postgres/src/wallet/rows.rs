@@ -49,9 +49,7 @@ diesel::table! {
 
 diesel::table! {
     /// The legs of the transactions.
-    ledger_postings (id) {
-        /// Insertion order.
-        id -> BigInt,
+    ledger_postings (transaction_id, position) {
         /// The transaction.
         transaction_id -> Uuid,
         /// The leg's place in its transaction.

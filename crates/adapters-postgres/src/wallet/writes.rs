@@ -259,14 +259,18 @@ pub(crate) async fn book_batch_on(
     conn: &mut AsyncPgConnection,
     txs: &[Transaction],
 ) -> Result<Booked, Abort<Booked>> {
-    match book_all(conn, txs).await? {
+    batch_answer(book_all(conn, txs).await?, txs.len())
+}
+
+/// The answer of a batch of `len` transactions that booked as `booking`.
+pub(crate) fn batch_answer(booking: Booking, len: usize) -> Result<Booked, Abort<Booked>> {
+    match booking {
         Booking::Booked => Ok(Booked::Done {
             receipt_stored: false,
         }),
         Booking::InsufficientFunds => Err(Abort::Outcome(Booked::InsufficientFunds)),
         Booking::LinkTaken => Err(Abort::Store(StoreError::Conflict(format!(
-            "a link (or an id) of the {} transactions of the batch is taken",
-            txs.len()
+            "a link (or an id) of the {len} transactions of the batch is taken"
         )))),
     }
 }

@@ -1,5 +1,6 @@
 //! The ledger store contract on Postgres, and what the schema adds: append-only ledger rows, the
-//! deferred balance check at commit, the no-overdraft CHECK and final operations staying final.
+//! balance checks (one complete balanced group of postings per transaction, postings by commit),
+//! the no-overdraft CHECK and final operations staying final.
 
 use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -846,4 +847,174 @@ async fn an_account_changes_only_its_balance() {
     )
     .await;
     assert!(store.verify().await.expect("verify").is_consistent());
+}
+
+/// Runs `sql` (with `$1` = a fresh transaction id) after inserting that transaction's row, in
+/// one database transaction; `Err` when anything is refused, up to and including the commit.
+async fn raw_postings(
+    conn: &mut diesel_async::AsyncPgConnection,
+    statements: &[&str],
+) -> Result<Uuid, diesel::result::Error> {
+    let tx = Uuid::now_v7();
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        diesel::sql_query(
+            "INSERT INTO ledger_transactions (id, kind, created_at) VALUES ($1, 'deposit', now())",
+        )
+        .bind::<SqlUuid, _>(tx)
+        .execute(conn)
+        .await?;
+        for sql in statements {
+            diesel::sql_query(*sql)
+                .bind::<SqlUuid, _>(tx)
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(tx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postings_arrive_as_one_complete_balanced_group() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let (user, deposit) = funded(&store).await;
+    let mut conn = db.pool().get().await.expect("a connection");
+    // Two system accounts in USD beside the ZAR wallet and clearing account.
+    diesel::sql_query(
+        "INSERT INTO ledger_accounts (id, user_id, purpose, currency, allow_negative) \
+         VALUES (gen_random_uuid(), NULL, 'suspense', 'USD', true), \
+                (gen_random_uuid(), NULL, 'fees', 'USD', true)",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("USD accounts");
+    let leg = |position: u32, purpose: &str, currency: &str, amount: i64| {
+        format!(
+            "SELECT $1, {position}, id, {amount}::bigint FROM ledger_accounts \
+             WHERE purpose = '{purpose}' AND currency = '{currency}'"
+        )
+    };
+    let insert = |legs: &[String]| {
+        format!(
+            "INSERT INTO ledger_postings (transaction_id, position, account_id, amount) {}",
+            legs.join(" UNION ALL ")
+        )
+    };
+    let zar = |position, amount| leg(position, "provider_clearing", "ZAR", amount);
+    let wallet = |position, amount| leg(position, "available", "ZAR", amount);
+    let usd = |position, purpose, amount| leg(position, purpose, "USD", amount);
+
+    // One group per transaction, balanced per currency: accepted (two currencies too).
+    raw_postings(&mut conn, &[&insert(&[zar(0, -3), wallet(1, 3)])])
+        .await
+        .expect("balanced");
+    raw_postings(
+        &mut conn,
+        &[&insert(&[
+            zar(0, -3),
+            usd(1, "suspense", 8),
+            wallet(2, 3),
+            usd(3, "fees", -8),
+        ])],
+    )
+    .await
+    .expect("balanced in each currency");
+
+    let refusals: [(&str, Vec<String>); 6] = [
+        ("unbalanced", vec![insert(&[zar(0, -3), wallet(1, 4)])]),
+        ("one leg", vec![insert(&[zar(0, -3)])]),
+        (
+            "zero in sum but not per currency",
+            vec![insert(&[zar(0, -3), usd(1, "suspense", 3)])],
+        ),
+        ("a gap", vec![insert(&[zar(0, -3), wallet(2, 3)])]),
+        ("no position 0", vec![insert(&[zar(1, -3), wallet(2, 3)])]),
+        (
+            "balanced only across two statements",
+            vec![insert(&[zar(0, -3), wallet(1, 2)]), insert(&[wallet(2, 1)])],
+        ),
+    ];
+    for (what, statements) in &refusals {
+        let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+        let refused = raw_postings(&mut conn, &statements).await;
+        let error = refused.expect_err(what).to_string();
+        assert!(error.contains("inserted together"), "{what}: {error}");
+    }
+
+    // A booked transaction is closed: legs added later are refused, balanced or not, with or
+    // without a position 0.
+    for (legs, why) in [
+        (vec![zar(2, -1), wallet(3, 1)], "inserted together"),
+        (vec![zar(0, -1), wallet(1, 1)], "duplicate key"),
+    ] {
+        let added = conn
+            .transaction(async |conn| {
+                diesel::sql_query(insert(&legs))
+                    .bind::<SqlUuid, _>(deposit)
+                    .execute(conn)
+                    .await
+            })
+            .await;
+        let error = added
+            .expect_err("legs added to a booked transaction")
+            .to_string();
+        assert!(error.contains(why), "{error}");
+    }
+    let balance = store
+        .balance(
+            user,
+            keel_domain::wallet::Currency::parse("ZAR").expect("ZAR"),
+        )
+        .await
+        .expect("balance");
+    assert_eq!(balance.available, 500);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_crossing_transfers_never_deadlock() {
+    use keel_domain::wallet::Booked;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = PgLedgerStore::new(db.pool().clone());
+    let users = funded_wallets(&store, 4).await;
+    // Every client books single transfers and batches both ways between the same wallets, so
+    // their account locks cross unless every writer takes them in one order.
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..8_usize {
+        let store = store.clone();
+        let users = users.clone();
+        clients.spawn(async move {
+            let mut booked = 0_i64;
+            for i in 0..20_usize {
+                let a = users[(client + i) % users.len()];
+                let b = users[(client + i + 1 + client % 3) % users.len()];
+                let answer = if i % 2 == 0 {
+                    store.book(&transfer(a, b, 1)).await
+                } else {
+                    store
+                        .book_batch(&[transfer(b, a, 1), transfer(a, b, 2), transfer(b, a, 3)])
+                        .await
+                };
+                match answer.expect("no error, no deadlock") {
+                    Booked::Done { .. } => booked += 1,
+                    Booked::InsufficientFunds => {}
+                }
+            }
+            booked
+        });
+    }
+    let mut booked = 0;
+    while let Some(done) = clients.join_next().await {
+        booked += done.expect("client");
+    }
+    assert_eq!(booked, 8 * 20, "funds never run short here");
+    let report = store.verify().await.expect("verify");
+    assert!(report.is_consistent(), "{report:?}");
+    let total: i64 = available(&store, &users).await.iter().sum();
+    assert_eq!(total, 500 * users.len() as i64);
 }
