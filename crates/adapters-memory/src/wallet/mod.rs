@@ -163,12 +163,14 @@ impl LedgerStore for MemoryLedgerStore {
     ) -> Result<bool, StoreError> {
         let mut state = self.lock();
         match state.operations.get_mut(&operation.id) {
-            Some(stored) if stored.status == OperationStatus::Pending => {
-                stored.provider_reference = operation.provider_reference.clone();
+            Some(stored) => {
+                if stored.status == OperationStatus::Pending {
+                    stored.provider_reference = operation.provider_reference.clone();
+                }
                 Ok(false)
             }
-            _ => Err(StoreError::Conflict(format!(
-                "deposit {} is gone or final",
+            None => Err(StoreError::Conflict(format!(
+                "deposit {} is gone",
                 operation.id.0
             ))),
         }

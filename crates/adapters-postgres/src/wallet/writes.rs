@@ -114,11 +114,20 @@ pub(crate) async fn attach_checkout_on(
     .set(o::provider_reference.eq(operation.provider_reference.as_deref()))
     .execute(conn)
     .await?;
+    // Not pending: settled already by a webhook that beat this call (final rows never change),
+    // or gone.
     if updated == 0 {
-        return Err(Abort::Store(StoreError::Conflict(format!(
-            "deposit {} is gone or final",
-            operation.id.0
-        ))));
+        let exists: bool = diesel::select(diesel::dsl::exists(
+            o::table.filter(o::id.eq(operation.id.0)),
+        ))
+        .get_result(conn)
+        .await?;
+        if !exists {
+            return Err(Abort::Store(StoreError::Conflict(format!(
+                "deposit {} is gone",
+                operation.id.0
+            ))));
+        }
     }
     Ok(store_receipt(conn, receipt, operation).await?)
 }

@@ -147,24 +147,6 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
     if let Some(v) = set("KEEL_SCORE_ACTIONS") {
         s.scoreboard.actions = v.trim().to_owned();
     }
-    for (key, field) in [
-        (
-            "KEEL_SCOREBOARD_HEARTBEAT_SECS",
-            &mut s.scoreboard.live_heartbeat_secs,
-        ),
-        (
-            "KEEL_SCOREBOARD_LIVE_RESYNC_SECS",
-            &mut s.scoreboard.live_resync_secs,
-        ),
-        (
-            "KEEL_SCOREBOARD_DRIFT_INTERVAL_SECS",
-            &mut s.scoreboard.drift_interval_secs,
-        ),
-    ] {
-        if let Some(v) = set(key) {
-            *field = parse(key, &v, "a number of seconds")?;
-        }
-    }
     if let Some(v) = set("KEEL_SCOREBOARD_LIVE_MAX_CONNECTIONS") {
         s.scoreboard.live_max_connections = parse(
             "KEEL_SCOREBOARD_LIVE_MAX_CONNECTIONS",
@@ -183,6 +165,18 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
         )?;
     }
     for (key, field) in [
+        (
+            "KEEL_SCOREBOARD_HEARTBEAT_SECS",
+            &mut s.scoreboard.live_heartbeat_secs,
+        ),
+        (
+            "KEEL_SCOREBOARD_LIVE_RESYNC_SECS",
+            &mut s.scoreboard.live_resync_secs,
+        ),
+        (
+            "KEEL_SCOREBOARD_DRIFT_INTERVAL_SECS",
+            &mut s.scoreboard.drift_interval_secs,
+        ),
         (
             "KEEL_WALLET_RECONCILE_AFTER_SECS",
             &mut s.wallet.reconcile_after_secs,

@@ -132,7 +132,9 @@ pub trait LedgerStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Records the provider's checkout reference (`operation.provider_reference`) on a pending
-    /// deposit, with `receipt`; a deposit that is gone or final is a `Conflict`.
+    /// deposit, with `receipt`. A deposit the provider already settled (its webhook beat this
+    /// call) stays as settled and still gets `receipt`: the checkout did open. A deposit that is
+    /// gone is a `Conflict`.
     async fn attach_checkout<'a>(
         &self,
         operation: &Operation,

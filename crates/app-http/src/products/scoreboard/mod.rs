@@ -24,8 +24,7 @@ use keel_domain::identity::user::UserId;
 use keel_domain::ratelimit::LimitClass;
 use keel_domain::scoreboard::{
     ActionTable, ActionTokenSigner, BoardCache, BoardFeed, LeaderboardCache, MAX_TOP,
-    RankedStanding,
-    ScoreError, ScoreService, ScoreStore, TokenError,
+    RankedStanding, ScoreError, ScoreService, ScoreStore, TokenError,
 };
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
