@@ -764,26 +764,25 @@ async fn open_live(authority: &str) -> Result<(TcpStream, Vec<u8>), String> {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(format!("read: {e}")),
         }
-        if body_at.is_none() {
-            if let Some(end) = find(&buffer, b"\r\n\r\n") {
-                if !buffer.starts_with(b"HTTP/1.1 200") {
-                    let head = String::from_utf8_lossy(&buffer[..end]);
-                    return Err(format!(
-                        "answered {}",
-                        head.lines().next().unwrap_or_default()
-                    ));
-                }
-                body_at = Some(end + 4);
+        if body_at.is_none()
+            && let Some(end) = find(&buffer, b"\r\n\r\n")
+        {
+            if !buffer.starts_with(b"HTTP/1.1 200") {
+                let head = String::from_utf8_lossy(&buffer[..end]);
+                return Err(format!(
+                    "answered {}",
+                    head.lines().next().unwrap_or_default()
+                ));
             }
+            body_at = Some(end + 4);
         }
         // The snapshot is the first frame with an id (the preamble is `retry:` only).
-        if let Some(at) = body_at {
-            if let Some(id) = find(&buffer[at..], b"id: ") {
-                if let Some(end) = find(&buffer[at + id..], b"\n\n") {
-                    let rest = buffer.split_off(at + id + end + 2);
-                    return Ok((stream, rest));
-                }
-            }
+        if let Some(at) = body_at
+            && let Some(id) = find(&buffer[at..], b"id: ")
+            && let Some(end) = find(&buffer[at + id..], b"\n\n")
+        {
+            let rest = buffer.split_off(at + id + end + 2);
+            return Ok((stream, rest));
         }
     }
 }
