@@ -383,7 +383,7 @@ impl Rng {
 }
 
 /// The 1-minute load average, from /proc/loadavg.
-fn load_average() -> Option<f64> {
+pub(super) fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()

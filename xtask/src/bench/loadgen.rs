@@ -1,6 +1,7 @@
 //! A closed-loop HTTP/1.1 load generator on hyper: N keep-alive connections, each sending the
 //! next request as soon as the previous answer arrived, for a fixed time. Loopback only.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -60,6 +61,35 @@ impl Target {
     }
 }
 
+/// The parts of one request that differ from its [`Target`]: extra headers and the body.
+#[derive(Debug, Clone)]
+pub struct Varying {
+    /// Headers added to the target's.
+    pub headers: Vec<(String, String)>,
+    /// The body (replaces the target's).
+    pub body: Bytes,
+}
+
+/// Makes the next request's [`Varying`] parts; `None` once there are no more requests.
+pub type Next = Arc<dyn Fn() -> Option<Varying> + Send + Sync>;
+
+/// Where a connection's requests come from.
+#[derive(Clone)]
+enum Source {
+    /// The target again and again.
+    Same(Target),
+    /// The target with the next varying parts, until they run out.
+    Varying(Target, Next),
+}
+
+impl Source {
+    fn target(&self) -> &Target {
+        match self {
+            Self::Same(target) | Self::Varying(target, _) => target,
+        }
+    }
+}
+
 /// What one run measured.
 #[derive(Debug, Clone)]
 pub struct LoadResult {
@@ -88,6 +118,17 @@ const MAX_LATENCY_US: u64 = 60_000_000;
 
 /// Runs one load test against `target` (must be `http://127.0.0.1:…` or `http://[::1]:…`).
 pub fn run(target: &Target, config: &LoadConfig) -> Result<LoadResult, String> {
+    run_source(Source::Same(target.clone()), config)
+}
+
+/// Like [`run`], but each request is `target` with the next parts from `next` (shared by all
+/// connections); ends early when `next` runs out, and then the rate counts the time used.
+pub fn run_varying(target: &Target, next: Next, config: &LoadConfig) -> Result<LoadResult, String> {
+    run_source(Source::Varying(target.clone(), next), config)
+}
+
+fn run_source(source: Source, config: &LoadConfig) -> Result<LoadResult, String> {
+    let target = source.target();
     let uri: hyper::Uri = target
         .url
         .parse()
@@ -104,10 +145,19 @@ pub fn run(target: &Target, config: &LoadConfig) -> Result<LoadResult, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(drive(uri, target.clone(), config.clone()))
+    runtime.block_on(drive(uri, source, config.clone()))
 }
 
-async fn drive(uri: hyper::Uri, target: Target, config: LoadConfig) -> Result<LoadResult, String> {
+/// What one connection measured.
+struct Measured {
+    histogram: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+    /// When its requests ran out, if they did.
+    ran_out: Option<Instant>,
+}
+
+async fn drive(uri: hyper::Uri, source: Source, config: LoadConfig) -> Result<LoadResult, String> {
     let started = Instant::now();
     let measure_from = started + WARM_UP;
     let stop_at = measure_from + config.duration;
@@ -115,7 +165,7 @@ async fn drive(uri: hyper::Uri, target: Target, config: LoadConfig) -> Result<Lo
         .map(|_| {
             tokio::spawn(connection(
                 uri.clone(),
-                target.clone(),
+                source.clone(),
                 measure_from,
                 stop_at,
             ))
@@ -124,14 +174,23 @@ async fn drive(uri: hyper::Uri, target: Target, config: LoadConfig) -> Result<Lo
     let mut histogram = new_histogram()?;
     let mut ok = 0u64;
     let mut errors = 0u64;
+    let mut ran_out: Option<Instant> = None;
     for task in tasks {
-        let (h, o, e) = task.await.map_err(|e| e.to_string())??;
-        histogram.add(h).map_err(|e| e.to_string())?;
-        ok += o;
-        errors += e;
+        let measured = task.await.map_err(|e| e.to_string())??;
+        histogram
+            .add(measured.histogram)
+            .map_err(|e| e.to_string())?;
+        ok += measured.ok;
+        errors += measured.errors;
+        ran_out = ran_out.max(measured.ran_out);
     }
+    // Requests that ran out early: the rate over the time they lasted (the last connection's).
+    let window = ran_out.map_or(config.duration, |at| {
+        at.saturating_duration_since(measure_from)
+            .clamp(Duration::from_millis(1), config.duration)
+    });
     Ok(LoadResult {
-        rps: ok as f64 / config.duration.as_secs_f64(),
+        rps: ok as f64 / window.as_secs_f64(),
         p50_us: histogram.value_at_quantile(0.50),
         p99_us: histogram.value_at_quantile(0.99),
         errors,
@@ -178,10 +237,10 @@ pub fn new_histogram() -> Result<Histogram<u64>, String> {
 
 async fn connection(
     uri: hyper::Uri,
-    target: Target,
+    source: Source,
     measure_from: Instant,
     stop_at: Instant,
-) -> Result<(Histogram<u64>, u64, u64), String> {
+) -> Result<Measured, String> {
     let Connection {
         mut sender,
         driver,
@@ -190,17 +249,29 @@ async fn connection(
     } = Connection::open(&uri).await?;
     let mut histogram = new_histogram()?;
     let (mut ok, mut errors) = (0u64, 0u64);
+    let mut ran_out = None;
+    let target = source.target();
     while Instant::now() < stop_at {
+        let varying = match &source {
+            Source::Same(_) => None,
+            Source::Varying(_, next) => match next() {
+                Some(parts) => Some(parts),
+                None => {
+                    ran_out = Some(Instant::now());
+                    break;
+                }
+            },
+        };
         let mut builder = Request::builder()
             .method(target.method.clone())
             .uri(path.as_str())
             .header("host", authority.as_str());
-        for (name, value) in &target.headers {
+        let extra = varying.iter().flat_map(|v| &v.headers);
+        for (name, value) in target.headers.iter().chain(extra) {
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let request = builder
-            .body(Full::new(target.body.clone()))
-            .map_err(|e| e.to_string())?;
+        let body = varying.map_or_else(|| target.body.clone(), |v| v.body);
+        let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
         let sent = Instant::now();
         let outcome = match sender.send_request(request).await {
             Ok(response) => {
@@ -224,5 +295,10 @@ async fn connection(
         }
     }
     driver.abort();
-    Ok((histogram, ok, errors))
+    Ok(Measured {
+        histogram,
+        ok,
+        errors,
+        ran_out,
+    })
 }

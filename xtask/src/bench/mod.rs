@@ -12,6 +12,7 @@ mod process;
 mod redis_benchmark;
 mod registrations;
 mod report;
+mod scoreboard;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -38,6 +39,9 @@ pub struct BenchArgs {
     /// Rounds (baseline and targets alternate; the median is reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Live-feed clients held open on one node (`bench scoreboard`).
+    #[arg(long, default_value_t = 10_000)]
+    sse_clients: usize,
     /// Print the table without rewriting docs/BENCHMARKS.md.
     #[arg(long)]
     no_write: bool,
@@ -60,6 +64,9 @@ enum BenchName {
     Registrations,
     /// Durable wallet transfers/s (one per transaction, and batched) vs `pgbench -b tpcb-like`.
     Ledger,
+    /// Score updates/s vs `pgbench -N`, top-10 reads vs hello-world, live-feed fan-out latency
+    /// and memory per connection with 10 000 clients.
+    Scoreboard,
 }
 
 impl BenchName {
@@ -72,6 +79,7 @@ impl BenchName {
             Self::Jobs => "jobs",
             Self::Registrations => "registrations",
             Self::Ledger => "ledger",
+            Self::Scoreboard => "scoreboard",
         }
     }
 }
@@ -105,6 +113,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         BenchName::Jobs => return jobs::run(args),
         BenchName::Registrations => return registrations::run(args),
         BenchName::Ledger => return ledger::run(args),
+        BenchName::Scoreboard => return scoreboard::run(args),
     };
     let table = report::table(&rows);
     println!("{table}{notes}");

@@ -157,36 +157,49 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
 
 /// Inserts `n` participants with SQL and signs an access token for each.
 fn create_users(url: &str, n: usize) -> Result<Vec<String>, String> {
+    let users = insert_users(url, n, "bench", JWT_SECRET)?;
+    Ok(users.into_iter().map(|(_, token)| token).collect())
+}
+
+/// Inserts `n` participants with SQL (no Argon2; emails `<label>-<i>@bench.test`) and signs an
+/// access token for each with the server's `secret`: `(user id, "Bearer …")`.
+pub(super) fn insert_users(
+    url: &str,
+    n: usize,
+    label: &str,
+    secret: &str,
+) -> Result<Vec<(String, String)>, String> {
     let ids = pg::psql(
         url,
         &format!(
             "INSERT INTO users (id, email, display_name, role, password_hash, created_at) \
-             SELECT gen_random_uuid(), 'bench-' || i || '@bench.test', 'Bench', 'participant', \
+             SELECT gen_random_uuid(), '{label}-' || i || '@bench.test', 'Bench', 'participant', \
              'not-a-password-hash', now() FROM generate_series(1, {n}) AS i RETURNING id"
         ),
     )?;
     let signer = AccessTokenSigner::new(
-        JWT_SECRET.as_bytes(),
+        secret.as_bytes(),
         TOKEN_ISSUER,
         TOKEN_AUDIENCE,
         chrono::Duration::hours(1),
     )
     .map_err(|e| format!("cannot build the token signer: {e}"))?;
     let now = chrono::Utc::now();
-    let tokens = ids
+    let users = ids
         .lines()
-        .filter(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
         .map(|id| {
             signer
-                .issue(id.trim(), "participant", now)
-                .map(|(token, _)| format!("Bearer {token}"))
+                .issue(id, "participant", now)
+                .map(|(token, _)| (id.to_owned(), format!("Bearer {token}")))
                 .map_err(|e| format!("cannot sign a token: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if tokens.len() == n {
-        Ok(tokens)
+    if users.len() == n {
+        Ok(users)
     } else {
-        Err(format!("created {} users, expected {n}", tokens.len()))
+        Err(format!("created {} users, expected {n}", users.len()))
     }
 }
 
@@ -398,21 +411,23 @@ impl Check {
 
 /// CPU time of the server process and of the whole machine, in seconds.
 #[derive(Clone, Copy)]
-struct Cpu {
+pub(super) struct Cpu {
     server: f64,
     machine_busy: f64,
 }
 
 /// CPU use over a phase, in cores (1.0 = one core busy all the time).
 #[derive(Clone, Copy)]
-struct CpuUse {
-    server: f64,
-    machine: f64,
+pub(super) struct CpuUse {
+    /// The server process.
+    pub(super) server: f64,
+    /// The whole machine.
+    pub(super) machine: f64,
 }
 
 impl Cpu {
     /// Reads `/proc` (zeros where unreadable).
-    fn sample(pid: u32, ticks: f64) -> Self {
+    pub(super) fn sample(pid: u32, ticks: f64) -> Self {
         let server = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
             .and_then(|s| {
@@ -444,7 +459,8 @@ impl Cpu {
         }
     }
 
-    fn since(&self, before: &Cpu, elapsed: Duration) -> CpuUse {
+    /// Use between `before` and this sample, `elapsed` apart.
+    pub(super) fn since(&self, before: &Cpu, elapsed: Duration) -> CpuUse {
         let secs = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
         CpuUse {
             server: (self.server - before.server) / secs,
@@ -454,7 +470,7 @@ impl Cpu {
 }
 
 /// Clock ticks per second of `/proc` times (`getconf CLK_TCK`, else 100).
-fn clock_ticks() -> f64 {
+pub(super) fn clock_ticks() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
