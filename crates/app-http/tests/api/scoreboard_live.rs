@@ -282,3 +282,36 @@ async fn the_page_and_its_script_are_served_from_the_binary() {
     let script = script.text().await.unwrap();
     assert!(script.contains(r#"new EventSource("/api/v1/scoreboard/live")"#));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_top_10_answered_from_the_live_board_reads_this_nodes_writes() {
+    let (app, stores) = spawn_with_admin(&[("KEEL_WORKERS", "0")]).await;
+    let mut scored = Vec::new();
+    for _ in 0..8 {
+        scored.push(score_new_user(&app, &stores).await);
+        // At once, without waiting for the live board to catch up.
+        let top: Value = app
+            .get("/api/v1/scoreboard/top")
+            .await
+            .json()
+            .await
+            .unwrap();
+        let shown: Vec<&str> = top["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["user_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(shown.len(), scored.len(), "{top}");
+        for user in &scored {
+            assert!(shown.contains(&user.as_str()), "{user} missing from {top}");
+        }
+        let full: Value = app
+            .get("/api/v1/scoreboard/top?limit=100")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(top, full, "the same board either way");
+    }
+}

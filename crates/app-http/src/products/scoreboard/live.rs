@@ -90,6 +90,11 @@ pub struct LiveBoard {
     seen: AtomicU64,
     /// Wakes the hub when an announcement could not go through the feed.
     poke: Notify,
+    /// Changes this node has announced.
+    announced: AtomicU64,
+    /// `announced` as it was when the newest successful read began (`u64::MAX` before the
+    /// first): equal to `announced` when every change made here is in the newest event.
+    reflected: AtomicU64,
     connections: AtomicUsize,
     /// Set at shutdown: every stream ends, so draining does not wait on them.
     closing: watch::Sender<bool>,
@@ -122,6 +127,8 @@ impl LiveBoard {
             latest,
             seen: AtomicU64::new(0),
             poke: Notify::new(),
+            announced: AtomicU64::new(0),
+            reflected: AtomicU64::new(u64::MAX),
             connections: AtomicUsize::new(0),
             closing: watch::Sender::new(false),
             heartbeat,
@@ -153,6 +160,7 @@ impl LiveBoard {
     /// the background: the caller's response never waits for it. If the feed fails, this
     /// node's own clients still get the change.
     pub fn announce(self: &Arc<Self>, feed: Arc<dyn BoardFeed>) {
+        self.announced.fetch_add(1, Ordering::AcqRel);
         let board = self.clone();
         tokio::spawn(async move {
             // Above every id this node has seen or sent.
@@ -196,10 +204,21 @@ impl LiveBoard {
         Some(id)
     }
 
+    /// The newest top [`LIVE_TOP`] as JSON (a [`Board`]), when it holds every change this node
+    /// has announced: what `GET /scoreboard/top?limit=10` answers without a round trip. Changes
+    /// made on other nodes arrive through the feed within about [`COALESCE`].
+    pub fn current_top(&self) -> Option<Bytes> {
+        let announced = self.announced.load(Ordering::Acquire);
+        (self.reflected.load(Ordering::Acquire) == announced)
+            .then(|| self.latest.borrow().payload.json.clone())
+    }
+
     async fn refresh(&self, scores: &ScoreService) {
+        let announced = self.announced.load(Ordering::Acquire);
         match scores.top(LIVE_TOP).await {
             Ok(top) => {
                 self.offer(&top);
+                self.reflected.store(announced, Ordering::Release);
             }
             Err(e) => tracing::warn!(error = %e, "live board could not read the top"),
         }
@@ -448,6 +467,34 @@ mod tests {
             },
             display_name: Some(format!("player {rank}")),
         }
+    }
+
+    fn memory_scores() -> ScoreService {
+        ScoreService::new(
+            Arc::new(keel_adapters_memory::MemoryScoreStore::new()),
+            None,
+            Arc::new(keel_domain::scoreboard::ActionTokenSigner::new(&[7; 32])),
+            Arc::new(keel_domain::scoreboard::ActionTable::parse("TASK=1").unwrap()),
+            Arc::new(keel_domain::SystemClock),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_current_top_waits_for_the_changes_of_this_node() {
+        let board = Arc::new(LiveBoard::new(Duration::from_secs(15), 10));
+        let scores = memory_scores();
+        assert_eq!(board.current_top(), None, "before the first read");
+        board.refresh(&scores).await;
+        let shown = board.current_top().expect("read");
+        assert_eq!(shown, LiveBoard::render(&[]));
+        board.announce(Arc::new(keel_adapters_memory::MemoryBoardFeed::new()));
+        assert_eq!(
+            board.current_top(),
+            None,
+            "a change of this node not read yet"
+        );
+        board.refresh(&scores).await;
+        assert!(board.current_top().is_some());
     }
 
     #[test]

@@ -414,6 +414,14 @@ pub async fn top(
             format!("must be 1–{MAX_TOP}"),
         )]));
     }
+    // The live board's newest event is this very answer when it holds this node's changes.
+    if limit == LIVE_TOP
+        && let Some(json) = state.scoring.live.current_top()
+    {
+        return Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(json));
+    }
     let items = service(&state).top(limit).await.map_err(problem)?;
     Ok(HttpResponse::Ok().json(Board::of(&items)))
 }
