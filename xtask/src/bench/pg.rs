@@ -62,6 +62,20 @@ pub fn psql(url: &str, sql: &str) -> Result<String, String> {
     stdout_of("psql", &args, &format!("psql `{sql}`"))
 }
 
+/// Runs a one-row, two-column query of whole numbers with `psql` on `url`; returns both.
+pub fn psql_pair(url: &str, sql: &str) -> Result<(u64, u64), String> {
+    let text = psql(url, sql)?;
+    let (first, second) = text
+        .trim()
+        .split_once('|')
+        .ok_or(format!("unexpected output {text:?}"))?;
+    let read = |v: &str| {
+        v.parse::<u64>()
+            .map_err(|e| format!("cannot read {text:?}: {e}"))
+    };
+    Ok((read(first)?, read(second)?))
+}
+
 /// Runs `program`; returns its standard output, or fails with its status and standard error.
 fn stdout_of(program: &str, args: &[&str], what: &str) -> Result<String, String> {
     let output = Command::new(program)

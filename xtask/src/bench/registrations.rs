@@ -221,20 +221,11 @@ fn create_competition(url: &str, capacity: usize) -> Result<String, String> {
 /// theirs about once a second while busy) and the next transaction id (exact; only writing
 /// transactions take one).
 fn transactions(url: &str) -> Result<(u64, u64), String> {
-    let text = pg::psql(
+    pg::psql_pair(
         url,
         "SELECT xact_commit, pg_current_xact_id()::text::bigint FROM pg_stat_database \
          WHERE datname = current_database()",
-    )?;
-    let (commits, xid) = text
-        .trim()
-        .split_once('|')
-        .ok_or(format!("unexpected output {text:?}"))?;
-    let read = |v: &str| {
-        v.parse::<u64>()
-            .map_err(|e| format!("cannot read {text:?}: {e}"))
-    };
-    Ok((read(commits)?, read(xid)?))
+    )
 }
 
 /// One phase: `tokens.len()` users register for a new competition with `capacity` seats.

@@ -315,19 +315,10 @@ impl Updates {
 
 /// Scored actions so far, and those that ranked in the top 10 when scored.
 fn board_counts(db: &str) -> Result<(u64, u64), String> {
-    let text = pg::psql(
+    pg::psql_pair(
         db,
         "SELECT count(*), count(*) FILTER (WHERE rank <= 10) FROM score_actions",
-    )?;
-    let (all, top) = text
-        .trim()
-        .split_once('|')
-        .ok_or(format!("unexpected output {text:?}"))?;
-    let read = |v: &str| {
-        v.parse::<u64>()
-            .map_err(|e| format!("cannot read {text:?}: {e}"))
-    };
-    Ok((read(all)?, read(top)?))
+    )
 }
 
 /// `POST /actions/start`'s answer.
