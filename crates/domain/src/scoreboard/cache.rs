@@ -87,6 +87,9 @@ struct Freshness {
     missed: AtomicU64,
     /// `missed` as it was when the last successful rebuild started.
     covered: AtomicU64,
+    /// Writes through this node (after the store committed them), ever: a rebuild during which
+    /// this moves may have replaced the board with a copy read before such a write.
+    writes: AtomicU64,
     /// A rebuild started by a read is running.
     rebuilding: AtomicBool,
     /// Unix milliseconds before which reads do not try to rebuild.
@@ -139,6 +142,15 @@ impl BoardCache {
     /// The failure count a rebuild starting now covers once it succeeds.
     pub(super) fn missed(&self) -> u64 {
         self.freshness.missed.load(Ordering::SeqCst)
+    }
+
+    /// The write count; a rebuild compares it before reading the store and after switching.
+    pub(super) fn writes(&self) -> u64 {
+        self.freshness.writes.load(Ordering::SeqCst)
+    }
+
+    fn note_write(&self) {
+        self.freshness.writes.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A rebuild that started when the failure count was `missed` succeeded.
@@ -217,8 +229,11 @@ impl ScoreService {
     /// Writes `standing` through to the cache after the store committed it; a failure (or a
     /// stale cache, which a rebuild will bring up to date) leaves the cache stale.
     pub(super) async fn write_through(&self, standing: &Standing) {
-        if let Some(cache) = self.cache()
-            && !cache.is_stale()
+        let Some(cache) = self.cache() else {
+            return;
+        };
+        cache.note_write();
+        if !cache.is_stale()
             && let Err(e) = cache.port().record(standing).await
         {
             self.missed_write(cache, "record", &e);
@@ -227,9 +242,11 @@ impl ScoreService {
 
     /// Removes `user` from the cache after the store removed them.
     pub(super) async fn remove_through(&self, user: UserId) {
-        if let Some(cache) = self.cache()
-            && let Err(e) = cache.port().remove(user).await
-        {
+        let Some(cache) = self.cache() else {
+            return;
+        };
+        cache.note_write();
+        if let Err(e) = cache.port().remove(user).await {
             self.missed_write(cache, "remove", &e);
         }
     }

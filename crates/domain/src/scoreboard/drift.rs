@@ -86,10 +86,16 @@ impl ScoreService {
     /// meanwhile, on failure it stays stale.
     pub(super) async fn rebuild_cache(&self, cache: &BoardCache) -> Result<u64, ScoreError> {
         let missed = cache.missed();
+        let writes = cache.writes();
         let standings = self.all_standings().await?;
         match cache.port().replace_all(&standings).await {
             Ok(()) => {
                 cache.mark_rebuilt(missed);
+                // A write of this node landed meanwhile: the copy may predate it (a removed user
+                // put back, a score lost), so the next read rebuilds again.
+                if cache.writes() != writes {
+                    cache.mark_stale(self.now());
+                }
                 let entries = standings.len() as u64;
                 cache.observe(CacheEvent::Rebuilt { entries });
                 Ok(entries)
