@@ -26,5 +26,8 @@ pub mod webhooks;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use clock::{Clock, SystemClock};
 pub use store_error::StoreError;

@@ -77,3 +77,6 @@ mod tests {
         assert_eq!(IdempotencyKey::parse("clé"), Err(KeyError::NotPrintable));
     }
 }
+
+#[cfg(test)]
+mod fuzz;

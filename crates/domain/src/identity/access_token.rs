@@ -446,3 +446,6 @@ mod tests {
         assert!(!text.contains("48, 49, 50"), "{text}");
     }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -120,8 +120,8 @@ impl ActionTokenSigner {
 fn parse(payload: &[u8]) -> Option<ActionClaims> {
     let text = std::str::from_utf8(payload).ok()?;
     let mut fields = text.split(':');
-    let action_id = Uuid::try_parse(fields.next()?).ok()?;
-    let user_id = Uuid::try_parse(fields.next()?).ok()?;
+    let action_id = canonical_uuid(fields.next()?)?;
+    let user_id = canonical_uuid(fields.next()?)?;
     let action_type = fields.next()?;
     let max_score = canonical_i64(fields.next()?)?;
     let expires_at = DateTime::from_timestamp(canonical_i64(fields.next()?)?, 0)?;
@@ -135,6 +135,13 @@ fn parse(payload: &[u8]) -> Option<ActionClaims> {
         max_score,
         expires_at,
     })
+}
+
+/// A UUID written the one way `Display` writes it (lowercase, hyphenated): `Uuid::try_parse`
+/// also takes the simple, braced, URN and uppercase spellings.
+fn canonical_uuid(text: &str) -> Option<Uuid> {
+    let value = Uuid::try_parse(text).ok()?;
+    (value.hyphenated().to_string() == text).then_some(value)
 }
 
 /// A decimal `i64` written the one way `format!` writes it (no `+`, no leading zeros).
@@ -224,6 +231,11 @@ mod tests {
             format!("{id}:{user}:COMPLETE_TASK:0:1900000000"),
             format!("{id}:{user}::10:1900000000"),
             format!("nope:{user}:COMPLETE_TASK:10:1900000000"),
+            // Found by the fuzz properties: other spellings of a UUID are not what `sign` writes.
+            format!("{}:{user}:COMPLETE_TASK:10:1900000000", id.simple()),
+            format!("{}:{user}:COMPLETE_TASK:10:1900000000", id.braced()),
+            format!("{id}:{}:COMPLETE_TASK:10:1900000000", user.urn()),
+            format!("{id}:{user}:COMPLETE_TASK:10:1900000000").to_uppercase(),
         ] {
             assert!(parse(bad.as_bytes()).is_none(), "{bad}");
         }
@@ -251,3 +263,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz;

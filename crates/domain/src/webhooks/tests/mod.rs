@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 
+mod mutations;
 mod properties;
 mod revio;
 mod standard;
