@@ -11,6 +11,7 @@ use actix_web::{App, HttpServer, web};
 use crate::background::Background;
 use crate::config::{ConfigError, Settings};
 use crate::http::auth::authenticate;
+use crate::http::nul_guard::refuse_nul;
 use crate::http::{extractors, metrics, request_context::request_context};
 use crate::routes;
 use crate::state::{AppState, Stores};
@@ -109,6 +110,7 @@ impl Application {
                 .configure(move |cfg| routes::configure(cfg, extra_api.as_ref()))
                 .default_service(web::to(routes::not_found))
                 .wrap(from_fn(authenticate))
+                .wrap(from_fn(refuse_nul))
                 .wrap(from_fn(request_context))
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)

@@ -2,7 +2,8 @@
 //!
 //! The `authenticate` middleware runs on every request (inside the request context): a request
 //! without the header is anonymous; one with a bad token is refused with 401 `invalid-token`
-//! before any handler or per-user rule runs. Handlers then take [`Authenticated`] and call
+//! before any handler or per-user rule runs; so is a state-changing request (any method but
+//! GET, HEAD, OPTIONS, TRACE) whose account no longer exists. Handlers then take [`Authenticated`] and call
 //! [`Principal::require`] for role checks (403 `forbidden`).
 
 use actix_web::body::BoxBody;
@@ -30,22 +31,32 @@ pub async fn authenticate(
             "authenticate used without AppState".into(),
         )));
     };
-    match principal_from_header(raw, &state) {
-        Ok(principal) => {
-            req.extensions_mut().insert(principal);
-            next.call(req).await
-        }
-        Err(detail) => {
-            let mut response =
-                ApiError::problem(ProblemType::INVALID_TOKEN, detail).error_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
-            metrics::counter!("keel_auth_token_rejections_total").increment(1);
-            Ok(req.into_response(response))
+    let principal = match principal_from_header(raw, &state) {
+        Ok(principal) => principal,
+        Err(detail) => return Ok(refuse(req, detail)),
+    };
+    // A token outlives its account by up to its lifetime: a deleted account must not create
+    // rows (a wallet, a deposit, an event) with it. Reads stay a token check only.
+    if !req.method().is_safe() {
+        match state.stores.users.find_by_id(principal.id()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(refuse(req, "the access token's account no longer exists")),
+            Err(e) => return Ok(req.error_response(ApiError::from(e))),
         }
     }
+    req.extensions_mut().insert(principal);
+    next.call(req).await
+}
+
+/// The 401 `invalid-token` answer (with `WWW-Authenticate`), counted as a token rejection.
+fn refuse(req: ServiceRequest, detail: &'static str) -> ServiceResponse<BoxBody> {
+    let mut response = ApiError::problem(ProblemType::INVALID_TOKEN, detail).error_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    metrics::counter!("keel_auth_token_rejections_total").increment(1);
+    req.into_response(response)
 }
 
 fn principal_from_header(raw: &HeaderValue, state: &AppState) -> Result<Principal, &'static str> {

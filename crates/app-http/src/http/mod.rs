@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod extractors;
 pub mod idempotency;
 pub mod metrics;
+pub mod nul_guard;
 pub mod page;
 pub mod principal;
 pub mod problem;

@@ -119,3 +119,6 @@ mod tests {
         assert_eq!(items, [3, 2]);
     }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -82,3 +82,6 @@ mod tests {
         assert_ne!(a, RequestId::generate());
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fuzz;

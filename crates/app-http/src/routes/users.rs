@@ -236,6 +236,19 @@ pub async fn change_role(
             "must be participant, organizer, support or admin",
         )])
     })?;
+    let reason = body
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    // Checked before the change: a reason the audit log cannot store must not leave an
+    // unaudited role change behind (a NUL used to fail the audit append after the change).
+    if reason.is_some_and(|r| r.chars().any(char::is_control)) {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "reason",
+            "must not contain control characters",
+        )]));
+    }
     let id = UserId(path.into_inner());
     let Some((before, after)) = state.stores.users.set_role(id, role).await? else {
         return Err(ApiError::problem(ProblemType::NOT_FOUND, "no such user"));
@@ -249,8 +262,8 @@ pub async fn change_role(
     .with_before(serde_json::json!({"role": before.as_str()}))
     .with_after(serde_json::json!({"role": after.as_str()}))
     .with_request_id(request_id.as_str());
-    if let Some(reason) = body.reason.as_deref().filter(|r| !r.trim().is_empty()) {
-        entry = entry.with_reason(reason.trim());
+    if let Some(reason) = reason {
+        entry = entry.with_reason(reason);
     }
     // The change is already made; an audit failure must not hide it from the caller, but it is
     // an incident: log it loudly.

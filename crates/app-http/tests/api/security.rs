@@ -3,40 +3,15 @@
 //! nothing. The table is the document itself, so a new admin route is covered the day it is
 //! added.
 
-use reqwest::Method;
-use serde_json::Value;
-
 use crate::accounts::{mint_user, spawn_with_admin};
+use crate::openapi_walk::{Operation, operations};
 use crate::support::TestApp;
 
-/// Every (method, path) of the document under `/api/v1/admin/`.
-async fn admin_routes(app: &TestApp) -> Vec<(Method, String)> {
-    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
-    let mut routes = Vec::new();
-    for (path, operations) in doc["paths"].as_object().unwrap() {
-        if !path.starts_with("/api/v1/admin/") {
-            continue;
-        }
-        for method in operations.as_object().unwrap().keys() {
-            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            routes.push((method, path.clone()));
-        }
-    }
-    routes
-}
-
-/// `path` with each `{parameter}` replaced by a value that parses (a fresh UUID).
-fn concrete(path: &str) -> String {
-    let mut out = String::new();
-    let mut rest = path;
-    while let Some(open) = rest.find('{') {
-        let close = rest[open..].find('}').unwrap() + open;
-        out.push_str(&rest[..open]);
-        out.push_str(&uuid::Uuid::now_v7().to_string());
-        rest = &rest[close + 1..];
-    }
-    out.push_str(rest);
-    out
+/// Every operation of the document under `/api/v1/admin/`.
+async fn admin_routes(app: &TestApp) -> Vec<Operation> {
+    let mut all = operations(app).await;
+    all.retain(|op| op.path.starts_with("/api/v1/admin/"));
+    all
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -49,8 +24,9 @@ async fn every_admin_route_refuses_anyone_but_an_admin() {
     );
     let (_, participant) = mint_user(&stores, "participant").await;
     let (_, organizer) = mint_user(&stores, "organizer").await;
-    for (method, path) in &routes {
-        let url = app.url(&concrete(path));
+    for op in &routes {
+        let (method, path) = (&op.method, &op.path);
+        let url = app.url(&op.concrete());
         for (who, token, status) in [
             ("nobody", None, 401),
             ("a participant", Some(&participant), 403),

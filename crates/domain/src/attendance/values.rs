@@ -57,7 +57,7 @@ impl std::fmt::Display for CertificateId {
 /// Longest event title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
 
-/// An event title: trimmed, 1–200 characters.
+/// An event title: trimmed, 1–200 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventTitle(String);
 
@@ -69,6 +69,9 @@ impl EventTitle {
             0 => Err("must not be empty".into()),
             n if n > MAX_TITLE_CHARS => {
                 Err(format!("must be at most {MAX_TITLE_CHARS} characters"))
+            }
+            _ if title.chars().any(char::is_control) => {
+                Err("must not contain control characters".into())
             }
             _ => Ok(Self(title.to_owned())),
         }
@@ -261,6 +264,9 @@ mod tests {
         assert!(EventTitle::parse("   ").is_err());
         assert!(EventTitle::parse(&"é".repeat(200)).is_ok());
         assert!(EventTitle::parse(&"é".repeat(201)).is_err());
+        // Postgres text cannot hold a NUL: such a title used to come back as a 503.
+        assert!(EventTitle::parse("Nul\0byte").is_err());
+        assert!(EventTitle::parse("line\nbreak").is_err());
     }
 
     #[test]

@@ -87,10 +87,12 @@ impl Competition {
         let mut errors = Vec::new();
         let title = draft.title.trim();
         let chars = title.chars().count();
-        if chars == 0 || chars > MAX_TITLE_CHARS {
+        if chars == 0 || chars > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
             errors.push(FieldViolation {
                 field: "title",
-                message: format!("must be 1–{MAX_TITLE_CHARS} characters"),
+                message: format!(
+                    "must be 1–{MAX_TITLE_CHARS} characters without control characters"
+                ),
             });
         }
         let capacity = u32::try_from(draft.capacity)
@@ -246,6 +248,10 @@ mod tests {
         d.title = "é".repeat(MAX_TITLE_CHARS);
         d.capacity = -1;
         assert_eq!(fields(&d), ["capacity"]);
+        // Postgres text cannot hold a NUL: such a title used to come back as a 503.
+        d = draft();
+        d.title = "Nul\0byte".into();
+        assert_eq!(fields(&d), ["title"]);
     }
 
     #[test]
