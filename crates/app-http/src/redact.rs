@@ -7,7 +7,10 @@
 //! - JWTs (`eyJ…` three-part tokens) and `Bearer` credentials;
 //! - the values of fields whose name says they are secret or personal (`password`, `token`,
 //!   `secret`, `authorization`, `phone`, `address`, `date_of_birth`, `national_id`), written as
-//!   `name=value` or `"name":"value"`.
+//!   `name=value` or `"name":"value"`;
+//! - byte lists (`[114, 111, 111, 116]`, four or more numbers up to 255): the `Debug` form in
+//!   which database drivers log bound query parameters (`tokio_postgres` at `debug` printed every
+//!   email and password hash a query bound this way).
 
 use std::io::{self, Write};
 
@@ -35,6 +38,12 @@ pub fn redact(line: &str) -> String {
     let mut i = 0;
     while i < line.len() {
         if let Some(end) = jwt_at(bytes, i) {
+            out.push_str(REDACTED);
+            i = end;
+            continue;
+        }
+        if let Some(end) = byte_list_at(bytes, i) {
+            out.push('[');
             out.push_str(REDACTED);
             i = end;
             continue;
@@ -84,6 +93,21 @@ fn jwt_at(bytes: &[u8], i: usize) -> Option<usize> {
         j += 1;
     }
     (dots == 2).then_some(j)
+}
+
+/// A byte list starting at `i`: `[`, at least four decimal numbers up to 255 separated by `,`
+/// and optional spaces; returns where its closing `]` is (kept in the output).
+fn byte_list_at(bytes: &[u8], i: usize) -> Option<usize> {
+    if bytes[i] != b'[' {
+        return None;
+    }
+    let close = i + bytes[i..].iter().position(|&b| b == b']')?;
+    let inside = std::str::from_utf8(&bytes[i + 1..close]).ok()?;
+    let numbers: Vec<&str> = inside.split(',').map(str::trim).collect();
+    let all_bytes = numbers
+        .iter()
+        .all(|n| !n.is_empty() && n.len() <= 3 && n.parse::<u8>().is_ok());
+    (numbers.len() >= 4 && all_bytes).then_some(close)
 }
 
 /// A sensitive field name at `i` followed by `=` or `":"`; returns where its value starts.
@@ -191,6 +215,24 @@ mod tests {
             redact(r#"{"national_id": "8001015009087"}"#),
             r#"{"national_id": "[redacted]"}"#
         );
+    }
+
+    #[test]
+    fn logged_query_parameters_are_masked() {
+        let line = r#"executing statement s9 with parameters: [ToSqlHelper(PgTypeMetadata(Ok(InnerPgTypeMetadata { oid: 25 })), Some([114, 111, 111, 116, 64, 107])), Some([1,2,3,4])]"#;
+        assert_eq!(
+            redact(line),
+            "executing statement s9 with parameters: [ToSqlHelper(PgTypeMetadata(Ok(InnerPgTypeMetadata { oid: 25 })), Some([[redacted]])), Some([[redacted]])]"
+        );
+        for kept in [
+            "[]",
+            "[1, 2, 3]",
+            "[256, 1, 2, 3]",
+            "[a, b, c, d]",
+            "[1, 2, 3, 4",
+        ] {
+            assert_eq!(redact(kept), kept);
+        }
     }
 
     #[test]

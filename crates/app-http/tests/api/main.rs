@@ -10,6 +10,7 @@ mod competitions;
 mod hostile_inputs;
 mod idempotency;
 mod jobs;
+mod log_secrets;
 mod openapi_walk;
 mod ops;
 mod problems;

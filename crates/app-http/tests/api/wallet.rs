@@ -81,7 +81,7 @@ async fn balance(app: &TestApp, token: &str) -> (i64, i64, i64) {
 }
 
 /// A provider event body.
-fn event(id: &str, kind: &str, reference: &str, minor: i64) -> Vec<u8> {
+pub(crate) fn event(id: &str, kind: &str, reference: &str, minor: i64) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "id": id, "type": kind, "created_at": Utc::now().to_rfc3339(),
         "data": {"reference": reference, "amount_minor": minor, "currency": "ZAR"}
