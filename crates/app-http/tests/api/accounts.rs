@@ -91,6 +91,24 @@ pub async fn spawn_with_admin(extra: &[(&str, &str)]) -> (TestApp, Stores) {
     (run_app_on(app, db, redis), stores)
 }
 
+/// The bootstrap admin's access token.
+pub async fn admin_token(app: &TestApp) -> String {
+    tokens(app, ADMIN_EMAIL, ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The id of the account behind `token`.
+pub async fn account_id(app: &TestApp, token: &str) -> String {
+    let me: Value = get_as(app, token, "/api/v1/users/me")
+        .await
+        .json()
+        .await
+        .unwrap();
+    me["id"].as_str().unwrap().to_owned()
+}
+
 pub async fn promote(app: &TestApp, admin_token: &str, id: &str, role: &str) {
     let response = app
         .client

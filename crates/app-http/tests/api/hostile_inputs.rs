@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::accounts::{ADMIN_EMAIL, ADMIN_PASSWORD, spawn_with_admin, tokens};
-use crate::openapi_walk::{Operation, operations, percent_encode};
+use crate::accounts::{account_id, admin_token, spawn_with_admin};
+use crate::openapi_walk::{Operation, keyed_request, operations, percent_encode};
 use crate::support::TestApp;
 
 /// Values that break string-built SQL, C strings, terminals or path handling.
@@ -39,10 +39,7 @@ const BOOKKEEPING: [&str; 4] = ["webhook_logs", "idempotency_keys", "jobs", "job
 
 async fn admin_server() -> (TestApp, String, Vec<Operation>) {
     let (app, _) = spawn_with_admin(ENV).await;
-    let admin = tokens(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = admin_token(&app).await;
     let ops = operations(&app).await;
     assert!(ops.len() >= 40, "the document lists the routes: {ops:?}");
     (app, admin, ops)
@@ -94,12 +91,8 @@ async fn hostile_path_parameters_are_4xx_problems_and_create_nothing() {
     let before = row_counts(&app).await;
     for op in ops.iter().filter(|op| op.has_path_params()) {
         for value in HOSTILE.into_iter().chain([&*"x".repeat(5_000)]) {
-            let response = op
-                .request(&app, &op.path_with(value), &admin)
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap();
+            let path = op.path_with(value);
+            let response = op.send_json(&app, &path, &admin, &json!({})).await;
             assert_4xx_problem(response, &format!("{} {} = {value:?}", op.method, op.path)).await;
         }
     }
@@ -148,12 +141,7 @@ async fn hostile_json_fields_of_every_body_are_4xx_problems_and_create_nothing()
             } else {
                 Value::Object(fields.iter().map(|f| (f.clone(), json!(value))).collect())
             };
-            let response = op
-                .request(&app, &op.concrete(), &admin)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
+            let response = op.send_json(&app, &op.concrete(), &admin, &body).await;
             let what = format!("{} {} with {body}", op.method, op.path);
             assert_4xx_problem(response, &what).await;
         }
@@ -166,12 +154,7 @@ async fn oversized_bodies_are_413_problems() {
     let (app, admin, ops) = admin_server().await;
     let huge = json!({ "title": "x".repeat(8_192) });
     for op in ops.iter().filter(|op| op.body_fields.is_some()) {
-        let response = op
-            .request(&app, &op.concrete(), &admin)
-            .json(&huge)
-            .send()
-            .await
-            .unwrap();
+        let response = op.send_json(&app, &op.concrete(), &admin, &huge).await;
         let what = format!("{} {}", op.method, op.path);
         assert_eq!(response.status(), 413, "{what}");
         assert_4xx_problem(response, &what).await;
@@ -244,12 +227,7 @@ async fn oversized_headers_and_ids_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nul_bytes_in_free_text_fields_are_refused() {
     let (app, admin, _) = admin_server().await;
-    let me: Value = crate::accounts::get_as(&app, &admin, "/api/v1/users/me")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let admin_id = me["id"].as_str().unwrap();
+    let admin_id = &account_id(&app, &admin).await;
     let soon = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
     let later = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
     let nul = "Nul\u{0}Text";
@@ -297,15 +275,8 @@ async fn nul_bytes_in_free_text_fields_are_refused() {
     ];
     let before = row_counts(&app).await;
     for (method, path, body) in cases {
-        let response = app
-            .client
-            .request(method.clone(), app.url(&path))
-            .bearer_auth(&admin)
-            .header("idempotency-key", uuid::Uuid::now_v7().to_string())
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let request = keyed_request(&app, method.clone(), &path, &admin);
+        let response = request.json(&body).send().await.unwrap();
         assert_4xx_problem(response, &format!("{method} {path} with {body}")).await;
     }
     assert_eq!(row_counts(&app).await, before, "nothing was created");

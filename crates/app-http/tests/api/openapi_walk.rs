@@ -46,11 +46,33 @@ impl Operation {
     /// A request for this operation to `path` (query included) as `token`, with an
     /// `Idempotency-Key`, so a creating route gets as far as reading its input.
     pub fn request(&self, app: &TestApp, path: &str, token: &str) -> reqwest::RequestBuilder {
-        app.client
-            .request(self.method.clone(), app.url(path))
-            .bearer_auth(token)
-            .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+        keyed_request(app, self.method.clone(), path, token)
     }
+
+    /// Sends [`Operation::request`] with a JSON `body`.
+    pub async fn send_json(
+        &self,
+        app: &TestApp,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        let request = self.request(app, path, token).json(body);
+        request.send().await.unwrap()
+    }
+}
+
+/// A `method` request to `path` as `token` with a fresh `Idempotency-Key`.
+pub fn keyed_request(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    app.client
+        .request(method, app.url(path))
+        .bearer_auth(token)
+        .header("idempotency-key", uuid::Uuid::now_v7().to_string())
 }
 
 /// Every operation of the server's `/openapi.json`.

@@ -9,9 +9,10 @@ use keel_domain::identity::access_token::AccessTokenSigner;
 use ring::hmac;
 use serde_json::{Value, json};
 
-use crate::accounts::{ADMIN_EMAIL, ADMIN_PASSWORD, account, get_as, spawn_with_admin, tokens};
+use crate::accounts::{account, account_id, admin_token, get_as, spawn_with_admin};
 use crate::hostile_inputs::row_counts;
-use crate::support::{TestApp, assert_problem, test_settings};
+use crate::openapi_walk::keyed_request;
+use crate::support::{assert_problem, test_settings};
 
 /// The JWT secret of the test servers.
 fn jwt_secret() -> String {
@@ -48,24 +49,12 @@ fn promoted(token: &str) -> String {
     format!("{}.{payload}.{}", parts[0], parts[2])
 }
 
-async fn admin_id(app: &TestApp, admin_token: &str) -> String {
-    let me: Value = get_as(app, admin_token, "/api/v1/users/me")
-        .await
-        .json()
-        .await
-        .unwrap();
-    me["id"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_expired_and_tampered_tokens_are_invalid() {
     let (app, _) = spawn_with_admin(&[]).await;
-    let admin = tokens(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = admin_token(&app).await;
     let (_, participant) = account(&app, &admin, "mallory@example.com", "participant").await;
-    let sub = admin_id(&app, &admin).await;
+    let sub = account_id(&app, &admin).await;
     let secret = jwt_secret();
     let claims = admin_claims(&sub);
     let expired = AccessTokenSigner::new(
@@ -141,10 +130,7 @@ async fn forged_expired_and_tampered_tokens_are_invalid() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_of_a_deleted_account_creates_nothing() {
     let (app, _) = spawn_with_admin(&[("KEEL_WORKERS", "0")]).await;
-    let admin = tokens(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = admin_token(&app).await;
     let (id, token) = account(&app, &admin, "gone@example.com", "organizer").await;
     let deleted = app
         .client
@@ -176,15 +162,8 @@ async fn the_token_of_a_deleted_account_creates_nothing() {
         ),
     ];
     for (path, body) in creating {
-        let response = app
-            .client
-            .post(app.url(path))
-            .bearer_auth(&token)
-            .header("idempotency-key", uuid::Uuid::now_v7().to_string())
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let request = keyed_request(&app, reqwest::Method::POST, path, &token);
+        let response = request.json(&body).send().await.unwrap();
         assert_problem(response, 401, "invalid-token").await;
     }
     // Reads only check the token; the account itself is gone.

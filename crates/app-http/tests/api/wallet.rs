@@ -11,7 +11,7 @@ use reqwest::Response;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::accounts::{get_as, mint_user, spawn_with_admin, tokens};
+use crate::accounts::{account_id, admin_token, get_as, mint_user, spawn_with_admin};
 use crate::support::{TestApp, assert_problem, no_routes, spawn_on_services, spawn_second_node};
 
 /// The simulator never completes anything by itself: the tests send the provider's webhooks.
@@ -139,27 +139,6 @@ async fn fund(app: &TestApp, admin: &str, user: &str, minor: i64) {
     )
     .await;
     assert_eq!(response.status(), 201);
-}
-
-async fn admin_token(app: &TestApp) -> String {
-    tokens(
-        app,
-        crate::accounts::ADMIN_EMAIL,
-        crate::accounts::ADMIN_PASSWORD,
-    )
-    .await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn admin_id(app: &TestApp, admin: &str) -> String {
-    let me: Value = get_as(app, admin, "/api/v1/users/me")
-        .await
-        .json()
-        .await
-        .unwrap();
-    me["id"].as_str().unwrap().to_owned()
 }
 
 async fn consistent(app: &TestApp, admin: &str) {
@@ -626,7 +605,7 @@ async fn admins_reverse_once_and_large_adjustments_need_a_second_admin() {
         &admin,
         "/api/v1/admin/ledger/adjustments",
         Some("adj-2"),
-        json!({"user_id": admin_id(&app, &admin).await, "amount_minor": 5, "currency": "ZAR",
+        json!({"user_id": account_id(&app, &admin).await, "amount_minor": 5, "currency": "ZAR",
                "direction": "credit", "reason": "for me"}),
     )
     .await;
