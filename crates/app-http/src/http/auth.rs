@@ -3,7 +3,8 @@
 //! The `authenticate` middleware runs on every request (inside the request context): a request
 //! without the header is anonymous; one with a bad token is refused with 401 `invalid-token`
 //! before any handler or per-user rule runs; so is a state-changing request (any method but
-//! GET, HEAD, OPTIONS, TRACE) whose account no longer exists. Handlers then take [`Authenticated`] and call
+//! GET, HEAD, OPTIONS, TRACE) whose account no longer exists, and such a request acts with the
+//! account's stored role rather than the token's. Handlers then take [`Authenticated`] and call
 //! [`Principal::require`] for role checks (403 `forbidden`).
 
 use actix_web::body::BoxBody;
@@ -31,15 +32,16 @@ pub async fn authenticate(
             "authenticate used without AppState".into(),
         )));
     };
-    let principal = match principal_from_header(raw, &state) {
+    let mut principal = match principal_from_header(raw, &state) {
         Ok(principal) => principal,
         Err(detail) => return Ok(refuse(req, detail)),
     };
-    // A token outlives its account by up to its lifetime: a deleted account must not create
-    // rows (a wallet, a deposit, an event) with it. Reads stay a token check only.
+    // A token outlives its account and role by up to its lifetime: a deleted account must not
+    // create rows (a wallet, a deposit, an event) with it, and a demoted admin must not keep
+    // changing things as admin. State changes use the stored account; reads stay a token check.
     if !req.method().is_safe() {
         match state.stores.users.find_by_id(principal.id()).await {
-            Ok(Some(_)) => {}
+            Ok(Some(user)) => principal.role = user.role,
             Ok(None) => return Ok(refuse(req, "the access token's account no longer exists")),
             Err(e) => return Ok(req.error_response(ApiError::from(e))),
         }

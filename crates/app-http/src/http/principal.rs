@@ -15,7 +15,8 @@ use crate::state::AppState;
 pub struct Principal {
     /// The user's id.
     pub user_id: Uuid,
-    /// The role the access token was issued for.
+    /// The role the access token was issued for; for a state-changing request, the account's
+    /// stored role.
     pub role: Role,
 }
 

@@ -1,6 +1,7 @@
 //! Access tokens an attacker can make: another algorithm (HS512 with the real secret, an RS256
 //! header over an HS256 MAC), another secret, an expired token, a participant's token with the
-//! role changed to admin under the old signature, and the token of a deleted account.
+//! role changed to admin under the old signature, the token of a deleted account and the token
+//! of a demoted admin.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -170,4 +171,42 @@ async fn the_token_of_a_deleted_account_creates_nothing() {
     let me = get_as(&app, &token, "/api/v1/users/me").await;
     assert_problem(me, 404, "not-found").await;
     assert_eq!(row_counts(&app).await, before, "nothing was created");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_demoted_admins_token_changes_nothing_as_admin() {
+    let (app, _) = spawn_with_admin(&[("KEEL_WORKERS", "0")]).await;
+    let admin = admin_token(&app).await;
+    let (id, token) = account(&app, &admin, "demoted@example.com", "admin").await;
+    let (victim, _) = account(&app, &admin, "victim@example.com", "participant").await;
+    let patch = |token: &str, target: &str, role: &str| {
+        let path = format!("/api/v1/admin/users/{target}");
+        keyed_request(&app, reqwest::Method::PATCH, &path, token)
+            .json(&json!({"role": role}))
+            .send()
+    };
+    // The control: while an admin, the token changes roles.
+    assert_eq!(
+        patch(&token, &victim, "organizer").await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        patch(&admin, &id, "participant").await.unwrap().status(),
+        200
+    );
+    // Demoted: the token still says admin, the stored role decides.
+    let refused = patch(&token, &victim, "admin").await.unwrap();
+    assert_problem(refused, 403, "forbidden").await;
+    let role_changes = get_as(&app, &admin, "/api/v1/admin/audit?action=user.role_changed")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        role_changes, 3,
+        "the promotion, the control and the demotion; nothing by the demoted token"
+    );
 }
