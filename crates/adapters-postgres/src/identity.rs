@@ -101,6 +101,12 @@ const PII_COLUMNS: PiiColumns = (
 type UserRow = (Uuid, String, String, String, String, DateTime<Utc>);
 type PiiRow = (String, String, Vec<u8>, Vec<u8>);
 
+/// A role column's value, or why the row is corrupt.
+fn stored_role(role: &str, id: impl std::fmt::Display) -> Result<Role, StoreError> {
+    role.parse::<Role>()
+        .map_err(|_| corrupt(format!("role {role:?} of {id}")))
+}
+
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("users: {what}"))
 }
@@ -134,9 +140,7 @@ fn users_from_rows(rows: Vec<(UserRow, Option<PiiRow>)>) -> Result<Option<User>,
                 email: Email::parse(&email).map_err(|e| corrupt(format!("email of {id}: {e}")))?,
                 display_name: DisplayName::parse(&display_name)
                     .map_err(|e| corrupt(format!("display name of {id}: {e}")))?,
-                role: role
-                    .parse::<Role>()
-                    .map_err(|_| corrupt(format!("role {role:?} of {id}")))?,
+                role: stored_role(&role, id)?,
                 password_hash,
                 pii: BTreeMap::new(),
                 created_at,
@@ -240,6 +244,19 @@ impl UserStore for PgUserStore {
         users_from_rows(rows)
     }
 
+    async fn role_of(&self, id: UserId) -> Result<Option<Role>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let role: Option<String> = users::table
+            .filter(users::id.eq(id.as_uuid()))
+            .select(users::role)
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(query_error)?;
+        role.map(|role| stored_role(&role, id.as_uuid()))
+            .transpose()
+    }
+
     async fn set_role(&self, id: UserId, role: Role) -> Result<Option<(Role, Role)>, StoreError> {
         let mut conn = self.pool.get().await?;
         let before: Option<String> = conn
@@ -262,12 +279,7 @@ impl UserStore for PgUserStore {
             .await
             .map_err(query_error)?;
         before
-            .map(|before| {
-                before
-                    .parse::<Role>()
-                    .map(|before| (before, role))
-                    .map_err(|_| corrupt(format!("role {before:?} of {id}")))
-            })
+            .map(|before| Ok((stored_role(&before, id.as_uuid())?, role)))
             .transpose()
     }
 

@@ -70,6 +70,48 @@ async fn two_nodes_share_one_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_flood_on_one_key_is_decided_in_few_round_trips_exactly_as_one_by_one() {
+    let Some(redis) = test_redis().await else {
+        return;
+    };
+    let limiter = RedisRateLimiter::new(redis.pool().clone());
+    let policy = RatePolicy {
+        count: 50,
+        period: Period::Hour,
+    };
+    let now = Utc::now();
+    let checks = (0..200).map(|_| limiter.check("scan:ip:192.0.2.9", &policy, now));
+    let decisions: Vec<_> = futures_util::future::join_all(checks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut remaining: Vec<u32> = decisions
+        .iter()
+        .filter(|d| d.allowed)
+        .map(|d| d.remaining)
+        .collect();
+    remaining.sort_unstable();
+    assert_eq!(
+        remaining,
+        (0..50).collect::<Vec<_>>(),
+        "the burst passes once, each request seeing the budget its predecessors left"
+    );
+    assert!(
+        decisions
+            .iter()
+            .filter(|d| !d.allowed)
+            .all(|d| d.retry_after == Some(Duration::from_secs(72))),
+        "refusals wait one interval (1 h / 50)"
+    );
+    assert!(
+        limiter.round_trips() < 200,
+        "200 concurrent checks of one key took {} round trips",
+        limiter.round_trips()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn key_has_the_hash_tag_and_expires_when_the_budget_is_full() {
     let Some(redis) = test_redis().await else {
         return;

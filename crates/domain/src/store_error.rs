@@ -4,7 +4,7 @@
 ///
 /// Adapters translate driver errors into these variants; business outcomes (a full
 /// competition, a replayed key) are never expressed as a `StoreError`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The dependency (Postgres, Redis, …) could not be reached or timed out; retrying later may work.
     #[error("{dependency} is unavailable: {reason}")]

@@ -40,8 +40,8 @@ pub async fn authenticate(
     // create rows (a wallet, a deposit, an event) with it, and a demoted admin must not keep
     // changing things as admin. State changes use the stored account; reads stay a token check.
     if !req.method().is_safe() {
-        match state.stores.users.find_by_id(principal.id()).await {
-            Ok(Some(user)) => principal.role = user.role,
+        match state.stores.users.role_of(principal.id()).await {
+            Ok(Some(role)) => principal.role = role,
             Ok(None) => return Ok(refuse(req, "the access token's account no longer exists")),
             Err(e) => return Ok(req.error_response(ApiError::from(e))),
         }

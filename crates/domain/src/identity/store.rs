@@ -41,6 +41,12 @@ pub trait UserStore: Send + Sync {
     /// The user with this id, if any.
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
 
+    /// The stored role of the user with this id, if any: what every state-changing request
+    /// checks, so adapters answer it without reading personal data.
+    async fn role_of(&self, id: UserId) -> Result<Option<Role>, StoreError> {
+        Ok(self.find_by_id(id).await?.map(|user| user.role))
+    }
+
     /// Sets a user's role; returns the role before and after, or `None` when there is no such user.
     async fn set_role(&self, id: UserId, role: Role) -> Result<Option<(Role, Role)>, StoreError>;
 
