@@ -71,27 +71,27 @@ fn service(state: &AppState) -> CompetitionService {
 /// Mounts the product's routes inside `/api/v1`.
 pub fn configure(api: &mut web::ServiceConfig) {
     let limited = || from_fn(rate_limit(LimitClass::Default));
+    // One scope: other routes never try these patterns.
     api.service(
-        web::resource("/competitions")
-            .wrap(limited())
-            .get(list_competitions)
-            .post(create_competition),
-    )
-    .service(
-        web::resource("/competitions/{id}")
-            .wrap(limited())
-            .get(get_competition),
-    )
-    .service(
-        web::resource("/competitions/{id}/registrations")
-            .wrap(from_fn(idempotency_optional))
-            .wrap(limited())
-            .post(register),
-    )
-    .service(
-        web::resource("/competitions/{id}/registrations/me")
-            .wrap(limited())
-            .delete(withdraw),
+        web::scope("/competitions")
+            .service(
+                web::resource("")
+                    .wrap(limited())
+                    .get(list_competitions)
+                    .post(create_competition),
+            )
+            .service(web::resource("/{id}").wrap(limited()).get(get_competition))
+            .service(
+                web::resource("/{id}/registrations")
+                    .wrap(from_fn(idempotency_optional))
+                    .wrap(limited())
+                    .post(register),
+            )
+            .service(
+                web::resource("/{id}/registrations/me")
+                    .wrap(limited())
+                    .delete(withdraw),
+            ),
     );
 }
 

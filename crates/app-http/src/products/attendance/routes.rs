@@ -24,20 +24,27 @@ use crate::http::{ApiError, FieldError, ProblemType};
 use crate::state::AppState;
 
 /// Registers the events and certificates routes (scans in rate class `scan`).
+/// Each top-level path is one scope, so other routes never try these patterns.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/events").post(create_event))
-        .service(web::resource("/events/{id}").get(get_event))
-        .service(web::resource("/events/{id}/participants").post(add_participant))
-        .service(
-            web::resource("/events/{id}/scans")
-                .wrap(from_fn(rate_limit(LimitClass::Scan)))
-                .post(scan),
-        )
-        .service(web::resource("/events/{id}/certificates").post(issue_certificate))
-        .service(web::resource("/events/{id}/close").post(close_event))
-        .service(web::resource("/certificates/verify/{code}").get(verify_certificate))
-        .service(web::resource("/certificates/{id}").get(get_certificate))
-        .service(web::resource("/certificates/{id}/document").get(certificate_document));
+    cfg.service(
+        web::scope("/events")
+            .service(web::resource("").post(create_event))
+            .service(web::resource("/{id}").get(get_event))
+            .service(web::resource("/{id}/participants").post(add_participant))
+            .service(
+                web::resource("/{id}/scans")
+                    .wrap(from_fn(rate_limit(LimitClass::Scan)))
+                    .post(scan),
+            )
+            .service(web::resource("/{id}/certificates").post(issue_certificate))
+            .service(web::resource("/{id}/close").post(close_event)),
+    )
+    .service(
+        web::scope("/certificates")
+            .service(web::resource("/verify/{code}").get(verify_certificate))
+            .service(web::resource("/{id}").get(get_certificate))
+            .service(web::resource("/{id}/document").get(certificate_document)),
+    );
 }
 
 /// The events API description.

@@ -151,37 +151,41 @@ pub(crate) fn service(state: &AppState) -> WalletService {
 pub fn configure(api: &mut web::ServiceConfig) {
     let limited = || from_fn(rate_limit(LimitClass::Default));
     let expensive = || from_fn(rate_limit(LimitClass::Expensive));
+    // One scope: other routes never try these patterns.
     api.service(
-        web::resource("/wallet/deposits")
-            .wrap(from_fn(idempotency_required))
-            .wrap(limited())
-            .post(routes::deposit),
-    )
-    .service(
-        web::resource("/wallet/withdrawals")
-            .wrap(from_fn(idempotency_required))
-            .wrap(limited())
-            .post(routes::withdraw),
-    )
-    .service(
-        web::resource("/wallet/balance")
-            .wrap(limited())
-            .get(routes::balance),
-    )
-    .service(
-        web::resource("/wallet/transactions")
-            .wrap(limited())
-            .get(history::list),
-    )
-    .service(
-        web::resource("/wallet/transactions.csv")
-            .wrap(expensive())
-            .get(history::csv),
-    )
-    .service(
-        web::resource("/wallet/transactions/{id}")
-            .wrap(limited())
-            .get(history::one),
+        web::scope("/wallet")
+            .service(
+                web::resource("/deposits")
+                    .wrap(from_fn(idempotency_required))
+                    .wrap(limited())
+                    .post(routes::deposit),
+            )
+            .service(
+                web::resource("/withdrawals")
+                    .wrap(from_fn(idempotency_required))
+                    .wrap(limited())
+                    .post(routes::withdraw),
+            )
+            .service(
+                web::resource("/balance")
+                    .wrap(limited())
+                    .get(routes::balance),
+            )
+            .service(
+                web::resource("/transactions")
+                    .wrap(limited())
+                    .get(history::list),
+            )
+            .service(
+                web::resource("/transactions.csv")
+                    .wrap(expensive())
+                    .get(history::csv),
+            )
+            .service(
+                web::resource("/transactions/{id}")
+                    .wrap(limited())
+                    .get(history::one),
+            ),
     )
     .service(
         web::resource("/webhooks/revio")
