@@ -291,6 +291,7 @@ impl RegistrationReceipt for ReplayReceipt {
 
 /// Paging of `GET /competitions`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Filters of `GET /admin/audit`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditFilter {
     /// e.g. `user:<uuid>` or `system`.
     pub actor: Option<String>,

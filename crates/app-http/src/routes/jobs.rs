@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Filters of `GET /admin/jobs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobsQuery {
     /// `available`, `running`, `completed` or `dead`.
     pub state: Option<String>,

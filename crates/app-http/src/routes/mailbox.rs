@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Paging of `GET /mailbox`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MailboxQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// `GET /users/{id}/pii` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PiiQuery {
     /// Why the data is read; required for `support` and `admin`, kept in the audit log.
     pub reason: Option<String>,

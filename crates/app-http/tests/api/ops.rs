@@ -167,6 +167,29 @@ async fn openapi_document_is_generated_from_the_handlers() {
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
 
+#[tokio::test]
+async fn openapi_path_parameters_are_exactly_the_templates_parameters() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let mut wrong = Vec::new();
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let params = operation["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for param in &params {
+                let name = param["name"].as_str().unwrap();
+                let in_template = path.contains(&format!("{{{name}}}"));
+                if (param["in"] == "path") != in_template {
+                    wrong.push(format!("{method} {path}: {name} in {}", param["in"]));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "misplaced parameters: {wrong:#?}");
+}
+
 #[test]
 fn test_settings_bind_a_random_port() {
     assert_eq!(test_settings(&[]).server.bind.port(), 0);

@@ -281,6 +281,7 @@ impl Board {
 
 /// `GET /scoreboard/top` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TopQuery {
     /// 1–100 (default 10).
     pub limit: Option<u32>,

@@ -69,6 +69,7 @@ struct LedgerAdminDoc;
 
 /// `limit` of the admin lists.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
     /// 1–200 (default 50).
     pub limit: Option<u32>,

@@ -99,6 +99,7 @@ pub struct OperationList {
 
 /// Filters and paging of `GET /wallet/transactions` (and its CSV twin).
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -117,6 +118,7 @@ pub struct HistoryQuery {
 
 /// `GET /wallet/balance` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BalanceQuery {
     /// ISO 4217 code; the configured default currency when absent.
     pub currency: Option<String>,
