@@ -160,6 +160,18 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// SQL that waits (at most 2 s) until no backend of `database` is left: termination is only
+/// a signal, and a backend that has not exited yet would still answer its client.
+fn until_gone(database: &str) -> String {
+    format!(
+        "DO $$ BEGIN FOR i IN 1..100 LOOP \
+           PERFORM pg_stat_clear_snapshot(); \
+           EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = '{database}'); \
+           PERFORM pg_sleep(0.02); \
+         END LOOP; END $$"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;
@@ -179,16 +191,4 @@ mod tests {
             "postgres://u:p@h/t?sslmode=disable"
         );
     }
-}
-
-/// SQL that waits (at most 2 s) until no backend of `database` is left: termination is only
-/// a signal, and a backend that has not exited yet would still answer its client.
-fn until_gone(database: &str) -> String {
-    format!(
-        "DO $$ BEGIN FOR i IN 1..100 LOOP \
-           PERFORM pg_stat_clear_snapshot(); \
-           EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = '{database}'); \
-           PERFORM pg_sleep(0.02); \
-         END LOOP; END $$"
-    )
 }

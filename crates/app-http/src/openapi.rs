@@ -34,9 +34,135 @@ use crate::routes::{admin, auth, jobs, mailbox, ops, users};
 )]
 pub struct ApiDoc;
 
-/// The whole document: the core API plus every product's paths and schemas.
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The whole document: the core API plus every product's paths and schemas, with the problem
+/// answers every operation can give (see [`with_problem_answers`]).
+pub fn document() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::products::openapi());
-    doc
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    with_problem_answers(&mut value);
+    value
+}
+
+/// Problem answers any operation can give, whatever its handler: a malformed request, a bad
+/// token (checked on every route), a spent budget, a panic, a dependency down.
+const ANY_OPERATION: &[(&str, &str)] = &[
+    (
+        "400",
+        "bad-request: a malformed request, header or parameter",
+    ),
+    (
+        "401",
+        "invalid-token: the bearer token is invalid or expired",
+    ),
+    ("429", "rate-limited: retry after `Retry-After` seconds"),
+    (
+        "500",
+        "internal: an unexpected failure (no detail is disclosed)",
+    ),
+    (
+        "503",
+        "dependency-unavailable: a store is down; retry later",
+    ),
+];
+/// Problem answers of an operation that takes a body.
+const WITH_BODY: &[(&str, &str)] = &[
+    ("413", "payload-too-large: the body is over the limit"),
+    ("415", "unsupported-media-type: the body is not JSON"),
+    (
+        "422",
+        "validation-failed: invalid fields, listed in `errors`",
+    ),
+];
+/// Problem answers of an operation with query parameters (limits, cursors, filters).
+const WITH_QUERY: &[(&str, &str)] = &[("422", "validation-failed: invalid parameters")];
+/// Problem answers of an operation addressing a resource by path.
+const WITH_PATH: &[(&str, &str)] = &[("404", "not-found: no such resource")];
+
+/// Documents, on every operation, the problem answers it can give, and gives every error answer
+/// (declared by a handler or added here) its `application/problem+json` body, so clients and
+/// API fuzzers (schemathesis) can rely on the document for every status keel sends.
+fn with_problem_answers(value: &mut serde_json::Value) {
+    let problem = serde_json::json!({
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+    });
+    if let Some(paths) = value["paths"].as_object_mut() {
+        for operation in paths.values_mut().filter_map(|item| item.as_object_mut()) {
+            for operation in operation
+                .values_mut()
+                .filter(|o| o.get("responses").is_some())
+            {
+                add_problem_answers(operation, &problem);
+            }
+        }
+    }
+}
+
+fn add_problem_answers(operation: &mut serde_json::Value, problem: &serde_json::Value) {
+    let params = operation["parameters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let takes = |place: &str| params.iter().any(|p| p["in"] == place);
+    let mut answers = ANY_OPERATION.to_vec();
+    if operation.get("requestBody").is_some() {
+        answers.extend_from_slice(WITH_BODY);
+    }
+    if takes("query") {
+        answers.extend_from_slice(WITH_QUERY);
+    }
+    if takes("path") {
+        answers.extend_from_slice(WITH_PATH);
+    }
+    let Some(responses) = operation["responses"].as_object_mut() else {
+        return;
+    };
+    for (status, description) in answers {
+        responses
+            .entry(status)
+            .or_insert_with(|| serde_json::json!({"description": description}));
+    }
+    for (status, response) in responses.iter_mut() {
+        let is_error = status.starts_with('4') || status.starts_with('5');
+        if is_error && response.get("content").is_none() && response.get("$ref").is_none() {
+            response["content"] = problem.clone();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_answer_is_a_documented_problem() {
+        let doc = document();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                operations += 1;
+                let responses = operation["responses"].as_object().unwrap();
+                for status in ["400", "401", "429", "500", "503"] {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path}: no {status}"
+                    );
+                }
+                if operation.get("requestBody").is_some() {
+                    assert!(responses.contains_key("415"), "{method} {path}: no 415");
+                }
+                if path.contains('{') {
+                    assert!(responses.contains_key("404"), "{method} {path}: no 404");
+                }
+                for (status, response) in responses.iter().filter(|(s, _)| s.as_str() >= "400") {
+                    assert_eq!(
+                        response["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+        assert!(operations > 40, "only {operations} operations documented");
+    }
 }

@@ -1,5 +1,6 @@
 //! Operations routes: liveness, readiness, metrics and the OpenAPI document.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use actix_web::http::header::ContentType;
@@ -108,9 +109,10 @@ pub async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
 /// The OpenAPI 3.1 document of this API, generated from the handlers.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().insert_header(ContentType::json()).body(
-        crate::openapi::document()
-            .to_pretty_json()
-            .unwrap_or_default(),
-    )
+    static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+        serde_json::to_string_pretty(&crate::openapi::document()).unwrap_or_default()
+    });
+    HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .body(DOCUMENT.as_str())
 }

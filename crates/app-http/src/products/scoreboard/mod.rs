@@ -284,6 +284,7 @@ impl Board {
 #[into_params(parameter_in = Query)]
 pub struct TopQuery {
     /// 1–100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

@@ -72,6 +72,7 @@ struct LedgerAdminDoc;
 #[into_params(parameter_in = Query)]
 pub struct LimitQuery {
     /// 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -104,6 +104,7 @@ pub struct HistoryQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `deposit`, `withdrawal`, `reversal` or `adjustment`.
     #[serde(rename = "type")]
