@@ -421,7 +421,17 @@ async fn redis_and_postgres_rank_random_boards_with_ties_alike() {
     cache.replace_all(&[]).await.unwrap();
     let seed = Uuid::new_v4().as_u64_pair().0 | 1;
     let mut rng = Rng(seed);
-    let users: Vec<UserId> = (0..40).map(|_| UserId(Uuid::now_v7())).collect();
+    let accounts = keel_adapters_postgres::PgUserStore::new(db.pool().clone());
+    let mut users: Vec<UserId> = Vec::new();
+    for _ in 0..40 {
+        users.push(
+            keel_domain::testkit::support::stored_user(
+                &accounts,
+                keel_domain::identity::values::Role::Participant,
+            )
+            .await,
+        );
+    }
     let t0 = whole_second(Utc::now()) - chrono::Duration::seconds(10);
     // Few deltas and few seconds: many users tie on score, and on score and time.
     for _ in 0..120 {
