@@ -56,8 +56,8 @@ impl State {
     }
 }
 
-/// [`ScoreStore`] in memory; display names come from a user store when given. Clones share one
-/// store.
+/// [`ScoreStore`] in memory; display names come from a user store when given, and then only its
+/// accounts score (others get [`ApplyScore::NoAccount`]). Clones share one store.
 #[derive(Clone, Default)]
 pub struct MemoryScoreStore {
     state: Arc<Mutex<State>>,
@@ -70,7 +70,7 @@ impl MemoryScoreStore {
         Self::default()
     }
 
-    /// An empty board naming users from `users`.
+    /// An empty board naming users from `users`, where only their accounts score.
     pub fn with_users(users: Arc<dyn UserStore>) -> Self {
         Self {
             state: Arc::default(),
@@ -121,6 +121,13 @@ impl std::fmt::Debug for MemoryScoreStore {
 #[async_trait]
 impl ScoreStore for MemoryScoreStore {
     async fn apply(&self, action: &ScoredAction) -> Result<ApplyScore, StoreError> {
+        let member = match &self.users {
+            Some(users) => users.find_by_id(action.user_id).await?.is_some(),
+            None => true,
+        };
+        if !member {
+            return Ok(ApplyScore::NoAccount);
+        }
         let mut state = self.lock();
         if let Some(used) = state.actions.get(&action.action_id) {
             return Ok(
@@ -427,7 +434,12 @@ mod tests {
 
     #[tokio::test]
     async fn memory_scores_keep_the_contract() {
-        run_all(&MemoryScoreStore::new()).await;
+        let users = crate::MemoryUserStore::new();
+        run_all(
+            &MemoryScoreStore::with_users(Arc::new(users.clone())),
+            &users,
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -68,9 +68,18 @@ const GOAL_TOP_P99_US: u64 = 5_000;
 const GOAL_FANOUT_P99_US: u64 = 200_000;
 /// Users who score in the update phase.
 const USERS: usize = 1_000;
-/// Fewest and most actions started for one update phase.
-const MIN_ACTIONS: usize = 2_000;
+/// Most actions started for one update phase.
 const MAX_ACTIONS: usize = 200_000;
+/// The load generator's warm-up before each measured run.
+const LOADGEN_WARM_UP_SECS: f64 = 0.5;
+
+/// Actions to start for a phase of `seconds` (plus the load generator's warm-up): enough for
+/// half again the faster of `rate` (the previous phase's) and twice the goal, so a phase never
+/// runs out because the one before it was slower (starting one costs far less than scoring it).
+fn actions_for(rate: f64, seconds: f64) -> usize {
+    let rate = rate.max(2.0 * GOAL_UPDATES);
+    ((rate * (seconds + LOADGEN_WARM_UP_SECS) * 1.5) as usize).min(MAX_ACTIONS)
+}
 /// Users who climb to the top in the fan-out phase, one update each.
 const CLIMBS: usize = 20;
 /// Time between two climbs (the hub coalesces changes within 100 ms).
@@ -141,7 +150,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     };
 
     let warm_up = phase.run(
-        MIN_ACTIONS,
+        actions_for(0.0, 1.0),
         &LoadConfig {
             duration: Duration::from_secs(1),
             connections,
@@ -159,8 +168,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             .map_or(&warm_up, |r: &Round| &r.updates)
             .result
             .rps;
-        let actions =
-            ((expected * (seconds as f64 + 0.5) * 1.5) as usize).clamp(MIN_ACTIONS, MAX_ACTIONS);
+        let actions = actions_for(expected, seconds as f64);
         let updates = phase.run(actions, &config)?;
         eprintln!("  updates: {}", updates.summary());
         let hello_world = loadgen::run(&Target::get(hello.url("/")), &config)?;

@@ -204,3 +204,64 @@ async fn a_deleted_account_leaves_the_board() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_updates_of_many_users_with_repeats_each_score_once() {
+    let (app, stores) = spawn_with_admin(&[("KEEL_WORKERS", "0")]).await;
+    let mut players = Vec::new();
+    for _ in 0..5 {
+        players.push(mint_user(&stores, "participant").await);
+    }
+    let mut requests = Vec::new();
+    for (_, token) in &players {
+        for _ in 0..4 {
+            let (id, action_token) = start(&app, token).await;
+            // Each action is sent twice at once: one scores, the other replays it.
+            requests.push((token.clone(), id.clone(), action_token.clone()));
+            requests.push((token.clone(), id, action_token));
+        }
+    }
+    let responses = join_all(
+        requests
+            .iter()
+            .map(|(token, id, action_token)| update(&app, token, id, action_token)),
+    )
+    .await;
+    let mut replays = 0;
+    for response in responses {
+        assert_eq!(response.status(), 200);
+        if response.headers().get("idempotent-replayed").is_some() {
+            replays += 1;
+        }
+    }
+    assert_eq!(replays, 20, "one of each pair replays");
+    for (user, _) in &players {
+        let ranked: Value = app
+            .get(&format!("/api/v1/users/{user}/rank"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            ranked["score"], 40,
+            "four actions of 10, none lost or doubled"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_account_cannot_score_with_a_token_it_still_holds() {
+    let (app, stores) = spawn_with_admin(&[("KEEL_WORKERS", "0")]).await;
+    let (user, token) = mint_user(&stores, "participant").await;
+    let (action, action_token) = start(&app, &token).await;
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/api/v1/users/{user}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let refused = update(&app, &token, &action, &action_token).await;
+    assert_problem(refused, 404, "not-found").await;
+}

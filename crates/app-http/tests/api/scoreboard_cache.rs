@@ -262,6 +262,22 @@ async fn corrupt(cache: &RedisLeaderboard, user: UserId) {
     cache.remove(user).await.unwrap();
 }
 
+/// A new account, written directly to the users table.
+async fn account(db: &TestDatabase) -> UserId {
+    use diesel_async::RunQueryDsl;
+    let id = Uuid::now_v7();
+    let mut conn = db.pool().get().await.unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO users (id, email, display_name, role, password_hash, created_at) \
+         VALUES ('{id}', '{}@cache.test', 'Player', 'participant', 'not-a-hash', now())",
+        id.simple()
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    UserId(id)
+}
+
 /// An action of `delta` for `user` at `at`.
 fn action(user: UserId, delta: i64, at: DateTime<Utc>) -> ScoredAction {
     let action_id = Uuid::now_v7();
@@ -421,7 +437,11 @@ async fn redis_and_postgres_rank_random_boards_with_ties_alike() {
     cache.replace_all(&[]).await.unwrap();
     let seed = Uuid::new_v4().as_u64_pair().0 | 1;
     let mut rng = Rng(seed);
-    let users: Vec<UserId> = (0..40).map(|_| UserId(Uuid::now_v7())).collect();
+    // Only accounts score: the users exist.
+    let mut users: Vec<UserId> = Vec::new();
+    for _ in 0..40 {
+        users.push(account(&db).await);
+    }
     let t0 = whole_second(Utc::now()) - chrono::Duration::seconds(10);
     // Few deltas and few seconds: many users tie on score, and on score and time.
     for _ in 0..120 {

@@ -44,6 +44,9 @@ pub enum ScoreError {
     /// The score would pass the board's maximum.
     #[error("the score would overflow")]
     Overflow,
+    /// The caller's account no longer exists.
+    #[error("the account no longer exists")]
+    NoAccount,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -171,6 +174,7 @@ impl ScoreService {
             }),
             ApplyScore::UsedOtherwise => Err(ScoreError::AlreadyUsed),
             ApplyScore::Overflow => Err(ScoreError::Overflow),
+            ApplyScore::NoAccount => Err(ScoreError::NoAccount),
         }
     }
 

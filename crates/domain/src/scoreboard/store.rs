@@ -57,6 +57,9 @@ pub enum ApplyScore {
     UsedOtherwise,
     /// The new score would pass [`super::MAX_SCORE`]: nothing changed.
     Overflow,
+    /// The user has no account (it was deleted while their tokens were still valid): nothing
+    /// changed. Only a store that knows the accounts answers this.
+    NoAccount,
 }
 
 /// A page of one board.
@@ -77,7 +80,10 @@ pub struct RankedStanding {
 ///   change together; concurrent actions of one user sum exactly;
 /// - the board order is [`super::board_order`]; `reached_at` is the latest action's time in
 ///   whole seconds (never moving backwards when actions commit out of order);
-/// - a removed user leaves the board, and their history rows lose their user id.
+/// - a removed user leaves the board, and their history rows lose their user id;
+/// - a store that knows the accounts refuses an action of a user without one
+///   ([`ApplyScore::NoAccount`]), in the same atomic step as the write, so a deleted account never
+///   scores again with a token it still holds.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait ScoreStore: Send + Sync {

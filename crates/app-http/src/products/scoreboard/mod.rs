@@ -332,6 +332,9 @@ fn problem(error: ScoreError) -> ApiError {
             ProblemType::SCORE_OVERFLOW,
             "the score would pass the board's maximum",
         ),
+        ScoreError::NoAccount => {
+            ApiError::problem(ProblemType::NOT_FOUND, "your account no longer exists")
+        }
         ScoreError::Store(e) => e.into(),
     }
 }
@@ -360,26 +363,16 @@ pub async fn start_action(
 #[utoipa::path(post, path = "/api/v1/score/update", tag = "scoreboard", request_body = ScoreUpdate,
     responses((status = 200, body = ScoreView), (status = 400, description = "malformed-action-token"),
         (status = 401, description = "invalid-action-token or action-token-expired"),
-        (status = 403, description = "foreign-action-token"), (status = 409, description = "action-already-used"),
+        (status = 403, description = "foreign-action-token"),
+        (status = 404, description = "not-found: the account no longer exists"), (status = 409, description = "action-already-used"),
         (status = 422, description = "score-overflow"), (status = 429, description = "rate-limited")))]
 pub async fn update_score(
     state: web::Data<AppState>,
     caller: Authenticated,
     body: web::Json<ScoreUpdate>,
 ) -> Result<HttpResponse, ApiError> {
-    // A deleted account's tokens stay valid until they expire: it must not score again.
-    if state
-        .stores
-        .users
-        .find_by_id(caller.0.id())
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::problem(
-            ProblemType::NOT_FOUND,
-            "your account no longer exists",
-        ));
-    }
+    // A deleted account's tokens stay valid until they expire: the store checks the account in
+    // the same step as the write (`ScoreError::NoAccount`), so it cannot score again.
     let scored = service(&state)
         .score(caller.0.id(), body.action_id, &body.action_token)
         .await

@@ -1,14 +1,17 @@
 //! The scoreboard in Postgres: standings in `scores`, single-use actions with their history in
 //! `score_actions` (see `migrations/…_scoreboard`).
 //!
-//! Scoring is one transaction: the user's `scores` row is created if missing, then updated with
-//! `score = score + delta … WHERE score <= MAX - delta` (its row lock serialises one user's
-//! concurrent actions, so they sum exactly; no row back means the guard refused), the rank is
-//! counted in the board order, and the history row is inserted with the action id as primary
-//! key (a concurrent repeat of the same action rolls the whole transaction back and reads the
-//! winner's row instead).
+//! Scoring is ONE statement per batch of actions ([`apply`]): the account check, the single-use
+//! lookup, the guarded upsert of the user's `scores` row (its row lock serialises one user's
+//! concurrent actions, so they sum exactly; no row back means the guard refused), the rank in
+//! the board order and the history row, with the action id as primary key. Concurrent calls on
+//! one node are grouped into such batches ([`batch`]: group commit).
+
+mod apply;
+mod batch;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,13 +19,14 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use keel_domain::StoreError;
 use keel_domain::identity::user::UserId;
-use keel_domain::scoreboard::{
-    ApplyScore, MAX_SCORE, RankedStanding, ScoreReceipt, ScoreStore, ScoredAction, Standing,
-};
+use keel_domain::scoreboard::{ApplyScore, RankedStanding, ScoreStore, ScoredAction, Standing};
 use uuid::Uuid;
+
+pub use batch::{MAX_BATCH, MAX_IN_FLIGHT, ScoreBatchStats};
 
 use crate::PgPool;
 use crate::error::query_error;
+use batch::Batcher;
 
 diesel::table! {
     /// One standing per user.
@@ -74,57 +78,36 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(scores, users);
 
-/// [`ScoreStore`] on Postgres.
+/// [`ScoreStore`] on Postgres, where only the accounts of the `users` table score. Clones share
+/// one group commit.
 #[derive(Debug, Clone)]
 pub struct PgScoreStore {
     pool: PgPool,
+    batcher: Arc<Batcher>,
 }
 
 impl PgScoreStore {
     /// The store over `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            batcher: Arc::new(Batcher::new(pool.clone())),
+            pool,
+        }
     }
-}
 
-/// The earlier use of an action, if any: who, with which token, and its first response.
-type UsedRow = (Option<Uuid>, Vec<u8>, i64, i64, i64, i64);
+    /// Applies `actions` together, as the group commit does with concurrent calls: in rounds
+    /// where each user and action id appears once (a user's later action sees the earlier),
+    /// each round one statement; a round the database refuses as a whole is retried one action
+    /// at a time, so one action's failure never fails the others. Outcomes in input order.
+    pub async fn apply_all(&self, actions: &[ScoredAction]) -> Vec<Result<ApplyScore, StoreError>> {
+        let refs: Vec<&ScoredAction> = actions.iter().collect();
+        apply::apply_all(&self.pool, &refs).await
+    }
 
-fn receipt(
-    (_, _, old_score, new_score, rank, delta): &UsedRow,
-) -> Result<ScoreReceipt, StoreError> {
-    Ok(ScoreReceipt {
-        old_score: *old_score,
-        new_score: *new_score,
-        rank: u64::try_from(*rank).map_err(|_| StoreError::Corrupt("negative rank".into()))?,
-        delta: *delta,
-    })
-}
-
-async fn used(conn: &mut AsyncPgConnection, action: Uuid) -> QueryResult<Option<UsedRow>> {
-    score_actions::table
-        .filter(score_actions::action_id.eq(action))
-        .select((
-            score_actions::user_id,
-            score_actions::token_hash,
-            score_actions::old_score,
-            score_actions::new_score,
-            score_actions::rank,
-            score_actions::delta,
-        ))
-        .first(conn)
-        .await
-        .optional()
-}
-
-/// What an earlier use of the action means for this one.
-fn repeat(row: &UsedRow, action: &ScoredAction) -> Result<ApplyScore, StoreError> {
-    let same = row.0 == Some(action.user_id.0) && row.1 == action.token_hash;
-    Ok(if same {
-        ApplyScore::Replayed(receipt(row)?)
-    } else {
-        ApplyScore::UsedOtherwise
-    })
+    /// The group commit's counters so far.
+    pub fn batch_stats(&self) -> ScoreBatchStats {
+        self.batcher.stats()
+    }
 }
 
 /// Rows strictly before `(score, reached_at, user)` in the board order, plus one.
@@ -152,82 +135,6 @@ async fn rank_of(
     Ok(better + 1)
 }
 
-/// Why a scoring transaction stopped without committing.
-enum Stop {
-    Db(diesel::result::Error),
-    Overflow,
-}
-
-impl From<diesel::result::Error> for Stop {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(e)
-    }
-}
-
-async fn apply_on(
-    conn: &mut AsyncPgConnection,
-    action: &ScoredAction,
-) -> Result<(ScoreReceipt, DateTime<Utc>), Stop> {
-    let user = action.user_id.0;
-    // The row first (a concurrent first action of the same user waits on its key), then the
-    // guarded increment, which holds the row lock to the commit.
-    diesel::insert_into(scores::table)
-        .values((
-            scores::user_id.eq(user),
-            scores::score.eq(0),
-            scores::reached_at.eq(action.at),
-            scores::updated_at.eq(action.at),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    // GREATEST: of two concurrent actions, the later-stamped one may take the lock first; the
-    // time a score was reached never moves backwards.
-    let reached = diesel::dsl::sql::<diesel::sql_types::Timestamptz>("GREATEST(reached_at, ")
-        .bind::<diesel::sql_types::Timestamptz, _>(action.at)
-        .sql(")");
-    let updated: Option<(i64, DateTime<Utc>)> = diesel::update(
-        scores::table
-            .filter(scores::user_id.eq(user))
-            .filter(scores::score.le(MAX_SCORE - action.delta)),
-    )
-    .set((
-        scores::score.eq(scores::score + action.delta),
-        scores::reached_at.eq(reached),
-        scores::updated_at.eq(action.at),
-    ))
-    .returning((scores::score, scores::reached_at))
-    .get_result(conn)
-    .await
-    .optional()?;
-    let Some((new_score, reached_at)) = updated else {
-        return Err(Stop::Overflow);
-    };
-    let rank = rank_of(conn, new_score, reached_at, user).await?;
-    let old_score = new_score - action.delta;
-    diesel::insert_into(score_actions::table)
-        .values((
-            score_actions::action_id.eq(action.action_id),
-            score_actions::user_id.eq(Some(user)),
-            score_actions::action_type.eq(&action.action_type),
-            score_actions::delta.eq(action.delta),
-            score_actions::old_score.eq(old_score),
-            score_actions::new_score.eq(new_score),
-            score_actions::rank.eq(rank),
-            score_actions::token_hash.eq(action.token_hash.as_slice()),
-            score_actions::created_at.eq(action.at),
-        ))
-        .execute(conn)
-        .await?;
-    let receipt = ScoreReceipt {
-        old_score,
-        new_score,
-        rank: u64::try_from(rank).unwrap_or(u64::MAX),
-        delta: action.delta,
-    };
-    Ok((receipt, reached_at))
-}
-
 fn standing((user, score, reached_at): (Uuid, i64, DateTime<Utc>)) -> Standing {
     Standing {
         user_id: UserId(user),
@@ -239,35 +146,7 @@ fn standing((user, score, reached_at): (Uuid, i64, DateTime<Utc>)) -> Standing {
 #[async_trait]
 impl ScoreStore for PgScoreStore {
     async fn apply(&self, action: &ScoredAction) -> Result<ApplyScore, StoreError> {
-        let mut conn = self.pool.get().await?;
-        if let Some(row) = used(&mut conn, action.action_id)
-            .await
-            .map_err(query_error)?
-        {
-            return repeat(&row, action);
-        }
-        let result = conn
-            .transaction(async |conn| apply_on(conn, action).await)
-            .await;
-        match result {
-            Ok((receipt, reached_at)) => Ok(ApplyScore::Applied {
-                receipt,
-                reached_at,
-            }),
-            Err(Stop::Overflow) => Ok(ApplyScore::Overflow),
-            // A concurrent use of the same action won the primary key: answer as a repeat.
-            Err(Stop::Db(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            ))) => match used(&mut conn, action.action_id)
-                .await
-                .map_err(query_error)?
-            {
-                Some(row) => repeat(&row, action),
-                None => Err(StoreError::Conflict("the action id is taken".into())),
-            },
-            Err(Stop::Db(e)) => Err(query_error(e)),
-        }
+        self.batcher.apply(action).await
     }
 
     async fn top(&self, limit: u32) -> Result<Vec<RankedStanding>, StoreError> {
