@@ -262,6 +262,8 @@ async fn a_deleted_account_cannot_score_with_a_token_it_still_holds() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
+    // Refused at the door (the account of a state-changing request must exist); the store's own
+    // check in the scoring statement, for a deletion racing the request, is in its contract.
     let refused = update(&app, &token, &action, &action_token).await;
-    assert_problem(refused, 404, "not-found").await;
+    assert_problem(refused, 401, "invalid-token").await;
 }
