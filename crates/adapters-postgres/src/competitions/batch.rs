@@ -108,18 +108,6 @@ impl std::fmt::Debug for Call {
     }
 }
 
-/// Copies a store error for each caller of a failed batch.
-fn copy_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable { dependency, reason } => StoreError::Unavailable {
-            dependency,
-            reason: reason.clone(),
-        },
-        StoreError::Conflict(s) => StoreError::Conflict(s.clone()),
-        StoreError::Corrupt(s) => StoreError::Corrupt(s.clone()),
-    }
-}
-
 /// Removes a driver's queue if the driver ends abnormally (panic, runtime shutdown), so the next
 /// caller starts a new driver; the queued callers see their channel close and get an error.
 struct DriverGuard<'a> {
@@ -260,7 +248,7 @@ impl Batcher {
                 }
                 Err(e) => {
                     for call in &batch {
-                        let _ = call.to_caller.send(ToCaller::Done(Err(copy_error(&e))));
+                        let _ = call.to_caller.send(ToCaller::Done(Err(e.clone())));
                     }
                 }
             }

@@ -285,18 +285,6 @@ async fn apply_one(
     outcome(&rows, action)
 }
 
-/// A copy of `e` for each action of a failed round.
-pub(super) fn copy(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable { dependency, reason } => StoreError::Unavailable {
-            dependency,
-            reason: reason.clone(),
-        },
-        StoreError::Conflict(s) => StoreError::Conflict(s.clone()),
-        StoreError::Corrupt(s) => StoreError::Corrupt(s.clone()),
-    }
-}
-
 /// Applies `actions` together, as the group commit does with concurrent calls: in [`rounds`],
 /// each one statement (its own transaction) on one pooled connection; a round refused as a
 /// whole is retried one action at a time, so one action's failure never fails the others.
@@ -307,7 +295,7 @@ pub(super) async fn apply_all(
 ) -> Vec<Result<ApplyScore, StoreError>> {
     let mut conn = match pool.get().await {
         Ok(conn) => conn,
-        Err(e) => return actions.iter().map(|_| Err(copy(&e))).collect(),
+        Err(e) => return actions.iter().map(|_| Err(e.clone())).collect(),
     };
     let mut out: Vec<Option<Result<ApplyScore, StoreError>>> =
         actions.iter().map(|_| None).collect();
@@ -331,7 +319,7 @@ pub(super) async fn apply_all(
             Err(e) => {
                 let e = query_error(e);
                 for &i in &round {
-                    out[i] = Some(Err(copy(&e)));
+                    out[i] = Some(Err(e.clone()));
                 }
             }
         }
@@ -342,13 +330,14 @@ pub(super) async fn apply_all(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use keel_domain::identity::user::UserId;
     use keel_domain::scoreboard::token_hash;
 
     use super::*;
 
-    fn action(user: UserId, id: Uuid) -> ScoredAction {
+    /// A one-point action of `user` with id `id`, for tests of this module and its siblings.
+    pub(in crate::scoreboard) fn action(user: UserId, id: Uuid) -> ScoredAction {
         ScoredAction {
             action_id: id,
             user_id: user,

@@ -213,9 +213,7 @@ impl Batcher {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
     use keel_domain::identity::user::UserId;
-    use keel_domain::scoreboard::token_hash;
     use uuid::Uuid;
 
     use super::*;
@@ -223,14 +221,7 @@ mod tests {
     fn call(user: UserId, id: Uuid) -> Call {
         let (reply, _) = oneshot::channel();
         Call {
-            action: ScoredAction {
-                action_id: id,
-                user_id: user,
-                action_type: "COMPLETE_TASK".into(),
-                delta: 1,
-                token_hash: token_hash("t"),
-                at: Utc::now(),
-            },
+            action: crate::scoreboard::apply::tests::action(user, id),
             reply,
         }
     }
