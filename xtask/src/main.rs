@@ -4,9 +4,11 @@
 //! - `services`: makes sure Postgres and Redis are up and prints their URLs.
 //! - `migrate`: applies the embedded migrations to `DATABASE_URL`.
 //! - `bench <name>`: load benchmarks against a baseline measured in the same run.
+//! - `soak`: a steady mixed load on two nodes for minutes, failing on memory or fd growth.
 
 mod bench;
 mod services;
+mod soak;
 mod tidy;
 
 use std::path::PathBuf;
@@ -31,6 +33,8 @@ enum Task {
     Migrate,
     /// Run a load benchmark beside its baseline and write docs/BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Steady mixed load on two keel nodes; reports RSS, fds, connections and latency drift.
+    Soak(soak::SoakArgs),
     /// (internal) The actix hello-world baseline server used by `bench`.
     #[command(hide = true)]
     HelloServer {
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Task::Services => services::run(),
         Task::Migrate => services::migrate(),
         Task::Bench(args) => bench::run(&args),
+        Task::Soak(args) => soak::run(&args),
         Task::HelloServer { port, workers } => bench::hello::serve(port, workers),
     };
     match result {

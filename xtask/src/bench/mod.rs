@@ -3,15 +3,18 @@
 //! The machine is noisy, so absolute figures mean little: every bench alternates rounds of its
 //! baseline and its targets, takes the median of each, and reports ratios to the baseline.
 
+mod all;
+mod chart;
 pub mod hello;
 mod jobs;
 mod ledger;
-mod loadgen;
-mod pg;
-mod process;
+pub(crate) mod loadgen;
+pub(crate) mod machine;
+pub(crate) mod pg;
+pub(crate) mod process;
 mod redis_benchmark;
 mod registrations;
-mod report;
+pub(crate) mod report;
 mod scoreboard;
 
 use std::path::PathBuf;
@@ -67,6 +70,9 @@ enum BenchName {
     /// Score updates/s vs `pgbench -N`, top-10 reads vs hello-world, live-feed fan-out latency
     /// and memory per connection with 10 000 clients.
     Scoreboard,
+    /// Every bench above, one after another with the same options, then the summary section
+    /// (machine, every ratio against its goal) and docs/benchmarks.svg.
+    All,
 }
 
 impl BenchName {
@@ -80,6 +86,7 @@ impl BenchName {
             Self::Registrations => "registrations",
             Self::Ledger => "ledger",
             Self::Scoreboard => "scoreboard",
+            Self::All => "all",
         }
     }
 }
@@ -114,6 +121,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         BenchName::Registrations => return registrations::run(args),
         BenchName::Ledger => return ledger::run(args),
         BenchName::Scoreboard => return scoreboard::run(args),
+        BenchName::All => return all::run(args),
     };
     let table = report::table(&rows);
     println!("{table}{notes}");
@@ -390,8 +398,19 @@ fn bench_database() -> Result<Option<String>, String> {
     Ok(Some(format!("{root}/keel_bench")))
 }
 
+/// Inserts `n` participants with SQL and signs an access token for each with `secret`:
+/// `(user id, "Bearer …")` (see `registrations::insert_users`; used by `cargo xtask soak`).
+pub(crate) fn insert_users(
+    url: &str,
+    n: usize,
+    label: &str,
+    secret: &str,
+) -> Result<Vec<(String, String)>, String> {
+    registrations::insert_users(url, n, label, secret)
+}
+
 /// Builds a release artifact of keel-app-http and returns its path under the target dir.
-fn build(what: &[&str], artifact: &str) -> Result<PathBuf, String> {
+pub(crate) fn build(what: &[&str], artifact: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut args = vec!["build", "--release", "--quiet", "-p", "keel-app-http"];
     args.extend_from_slice(what);
@@ -400,8 +419,12 @@ fn build(what: &[&str], artifact: &str) -> Result<PathBuf, String> {
             .args(&args)
             .current_dir(workspace_root()),
     )?;
-    let target = std::env::var("CARGO_TARGET_DIR")
+    Ok(target_dir().join("release").join(artifact))
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `target/` in the workspace).
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target"));
-    Ok(target.join("release").join(artifact))
+        .unwrap_or_else(|_| workspace_root().join("target"))
 }

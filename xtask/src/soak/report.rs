@@ -1,0 +1,182 @@
+//! The soak's section of docs/BENCHMARKS.md and its progress lines.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::SoakArgs;
+use super::load::MIX_TEXT;
+use super::trend::{
+    ERROR_RATE_MAX, FD_SLOPE_MAX, NodeSample, RSS_SLOPE_MAX_MIB, Trend, Window, totals,
+};
+use crate::bench::machine::Machine;
+use crate::bench::report::ms;
+
+const NODES: [&str; 2] = ["A", "B"];
+const HEADER: &str = "| window | node | RSS | fds | Postgres conns | Redis conns | requests | p50 | p99 | errors |\n\
+    |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+
+/// Everything the section reports.
+pub struct Summary<'a> {
+    pub args: &'a SoakArgs,
+    pub minutes: u64,
+    pub window: Duration,
+    /// Windows of warm-up, excluded from the trends.
+    pub warm_up: usize,
+    /// Postgres and Redis ports.
+    pub ports: (u16, u16),
+    pub machine: &'a Machine,
+    /// Load averages before and after.
+    pub load: [&'a str; 2],
+    pub windows: &'a [Window],
+    pub failures: &'a [String],
+}
+
+/// One line per window while the soak runs.
+pub fn progress(w: &Window) -> String {
+    let nodes: Vec<String> = w
+        .nodes
+        .iter()
+        .zip(NODES)
+        .map(|(n, name)| {
+            format!(
+                "{name}: {:.1} MiB, {} fds, pg {} redis {}, {} req, p99 {}, {} errors",
+                n.probe.rss_mib(),
+                n.probe.fds,
+                n.probe.postgres,
+                n.probe.redis,
+                n.answers.requests,
+                ms(n.answers.latency.value_at_quantile(0.99)),
+                n.answers.error_count()
+            )
+        })
+        .collect();
+    format!("{}: {}", clock(w.minute), nodes.join(" | "))
+}
+
+/// The markdown section.
+pub fn section(s: &Summary<'_>) -> String {
+    let (requests, errors) = totals(s.windows);
+    let seconds = s.windows.last().map_or(1.0, |w| w.minute * 60.0);
+    let verdict = if s.failures.is_empty() {
+        "**pass**".to_owned()
+    } else {
+        format!("**FAILED**: {}", s.failures.join("; "))
+    };
+    let mut out = format!(
+        "## soak\n\n`cargo xtask soak --minutes {minutes}` on {cores} × {cpu}, {ram:.1} GiB, load \
+         average {before} before and {after} after. Two release `keel serve` nodes (one HTTP worker \
+         each, default job workers) on one scratch Postgres database ({pg}) and Redis ({redis}, \
+         private key prefix), rate classes raised; open-loop load at {rate} operations/s over both \
+         nodes in turn ({rps:.0} requests/s), {MIX_TEXT}; at most {conns} keep-alive connections per \
+         node; latency counted from each operation's scheduled time. Every {window} s, per node: \
+         VmRSS, open fds, established TCP connections to Postgres (:{pg_port}) and Redis \
+         (:{redis_port}), and the window's p50/p99 and errors.\n\n{HEADER}",
+        minutes = s.minutes,
+        cores = s.machine.cores,
+        cpu = s.machine.cpu,
+        ram = s.machine.ram_gib,
+        before = s.load[0],
+        after = s.load[1],
+        pg = s.machine.postgres.split(" on ").next().unwrap_or_default(),
+        redis = s.machine.redis,
+        rate = s.args.rate,
+        rps = requests as f64 / seconds.max(1.0),
+        conns = s.args.connections,
+        window = s.window.as_secs(),
+        pg_port = s.ports.0,
+        redis_port = s.ports.1,
+    );
+    let mut shown = vec![("first", s.windows.first())];
+    if s.windows.len() > 1 {
+        shown.push(("last", s.windows.last()));
+    }
+    for (which, w) in shown {
+        if let Some(w) = w {
+            rows(&mut out, &format!("{which} ({})", clock(w.minute)), w);
+        }
+    }
+    let after = s.windows.get(s.warm_up..).unwrap_or_default();
+    let _ = write!(
+        out,
+        "\nTrend after {warm} min of warm-up (least-squares slope over the {n} later windows):\n\n\
+         | node | RSS slope | fds slope | fds first → last | p99 first → last |\n|---|---:|---:|---:|---:|\n",
+        warm = s.warm_up as f64 * s.window.as_secs_f64() / 60.0,
+        n = after.len(),
+    );
+    for (node, name) in NODES.iter().enumerate() {
+        let p99 = |w: Option<&Window>| {
+            w.map_or("–".to_owned(), |w| {
+                ms(w.nodes[node].answers.latency.value_at_quantile(0.99))
+            })
+        };
+        let p99s = format!("{} → {}", p99(after.first()), p99(after.last()));
+        match Trend::of(after, node) {
+            Some(t) => {
+                let _ = writeln!(
+                    out,
+                    "| {name} | {:+.3} MiB/min | {:+.2}/min | {} → {} | {p99s} |",
+                    t.rss_mib_per_min, t.fds_per_min, t.fds_first, t.fds_last
+                );
+            }
+            None => {
+                let _ = writeln!(out, "| {name} | – | – | – | {p99s} |");
+            }
+        }
+    }
+    let _ = write!(
+        out,
+        "\nLimits: RSS slope ≤ {RSS_SLOPE_MAX_MIB} MiB/min per node, fds not growing steadily \
+         (slope ≤ {FD_SLOPE_MAX}/min or no more at the end), errors ≤ {:.1} %. Requests {requests}, \
+         errors {errors} ({:.3} %). Verdict: {verdict}.\n\n<details><summary>Every window</summary>\n\n{HEADER}",
+        ERROR_RATE_MAX * 100.0,
+        100.0 * errors as f64 / requests.max(1) as f64,
+    );
+    for w in s.windows {
+        rows(&mut out, &clock(w.minute), w);
+    }
+    out.push_str("\n</details>\n");
+    out
+}
+
+/// The table rows of one window, one per node.
+fn rows(out: &mut String, label: &str, w: &Window) {
+    for (n, name) in w.nodes.iter().zip(NODES) {
+        let _ = writeln!(out, "{}", row(label, name, n));
+    }
+}
+
+fn row(label: &str, name: &str, n: &NodeSample) -> String {
+    let errors = if n.answers.errors.is_empty() {
+        "0".to_owned()
+    } else {
+        let list: Vec<String> = n
+            .answers
+            .errors
+            .iter()
+            .map(|(status, count)| {
+                if *status == 0 {
+                    format!("{count}× transport")
+                } else {
+                    format!("{count}× {status}")
+                }
+            })
+            .collect();
+        list.join(", ")
+    };
+    format!(
+        "| {label} | {name} | {:.1} MiB | {} | {} | {} | {} | {} | {} | {errors} |",
+        n.probe.rss_mib(),
+        n.probe.fds,
+        n.probe.postgres,
+        n.probe.redis,
+        n.answers.requests,
+        ms(n.answers.latency.value_at_quantile(0.5)),
+        ms(n.answers.latency.value_at_quantile(0.99)),
+    )
+}
+
+/// Minutes as `m:ss`.
+fn clock(minute: f64) -> String {
+    let secs = (minute * 60.0).round() as u64;
+    format!("{}:{:02}", secs / 60, secs % 60)
+}

@@ -1,0 +1,147 @@
+//! Windows, trends and the verdict of a soak.
+
+use super::load::NodeWindow;
+use super::probe::Probe;
+
+/// After warm-up, RSS may grow at most this much per minute (MiB) on a node.
+pub const RSS_SLOPE_MAX_MIB: f64 = 1.0;
+/// After warm-up, open fds may grow at most this much per minute on a node (a leak of one
+/// connection or file every two minutes would show).
+pub const FD_SLOPE_MAX: f64 = 0.5;
+/// Most errors, as a fraction of all requests.
+pub const ERROR_RATE_MAX: f64 = 0.001;
+
+/// One node in one window.
+pub struct NodeSample {
+    /// Read at the window's end.
+    pub probe: Probe,
+    /// What it answered during the window.
+    pub answers: NodeWindow,
+}
+
+/// One sampling window.
+pub struct Window {
+    /// Minutes since the load started, at the window's end.
+    pub minute: f64,
+    /// Per node.
+    pub nodes: [NodeSample; 2],
+}
+
+/// One node's trend after warm-up.
+pub struct Trend {
+    /// Least-squares slope of RSS, MiB per minute.
+    pub rss_mib_per_min: f64,
+    /// Least-squares slope of open fds, per minute.
+    pub fds_per_min: f64,
+    /// Open fds in the first and last window after warm-up.
+    pub fds_first: usize,
+    pub fds_last: usize,
+}
+
+impl Trend {
+    /// The trend of `node` over `windows` (those after warm-up); `None` under two windows.
+    pub fn of(windows: &[Window], node: usize) -> Option<Self> {
+        if windows.len() < 2 {
+            return None;
+        }
+        let minutes: Vec<f64> = windows.iter().map(|w| w.minute).collect();
+        let probes: Vec<&Probe> = windows.iter().map(|w| &w.nodes[node].probe).collect();
+        let rss: Vec<f64> = probes.iter().map(|p| p.rss_mib()).collect();
+        let fds: Vec<f64> = probes.iter().map(|p| p.fds as f64).collect();
+        Some(Self {
+            rss_mib_per_min: slope(&minutes, &rss),
+            fds_per_min: slope(&minutes, &fds),
+            fds_first: probes.first().map_or(0, |p| p.fds),
+            fds_last: probes.last().map_or(0, |p| p.fds),
+        })
+    }
+
+    /// Whether RSS grows faster than allowed.
+    pub fn rss_grows(&self) -> bool {
+        self.rss_mib_per_min > RSS_SLOPE_MAX_MIB
+    }
+
+    /// Whether fds grow steadily: faster than allowed, and more at the end than at the start.
+    pub fn fds_grow(&self) -> bool {
+        self.fds_per_min > FD_SLOPE_MAX && self.fds_last > self.fds_first
+    }
+}
+
+/// The least-squares slope of `y` over `x` (0 when `x` does not vary).
+pub fn slope(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len()) as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let mean_x = x.iter().sum::<f64>() / n;
+    let mean_y = y.iter().sum::<f64>() / n;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (xi, yi) in x.iter().zip(y) {
+        num += (xi - mean_x) * (yi - mean_y);
+        den += (xi - mean_x) * (xi - mean_x);
+    }
+    if den == 0.0 { 0.0 } else { num / den }
+}
+
+/// Requests and errors over every window and node.
+pub fn totals(windows: &[Window]) -> (u64, u64) {
+    windows
+        .iter()
+        .flat_map(|w| &w.nodes)
+        .fold((0, 0), |(requests, errors), n| {
+            (
+                requests + n.answers.requests,
+                errors + n.answers.error_count(),
+            )
+        })
+}
+
+/// Why the soak fails (empty: it passes).
+pub fn failures(windows: &[Window], warm_up: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let after = windows.get(warm_up..).unwrap_or_default();
+    for (node, name) in ["A", "B"].iter().enumerate() {
+        let Some(trend) = Trend::of(after, node) else {
+            continue;
+        };
+        if trend.rss_grows() {
+            out.push(format!(
+                "node {name}: RSS grows {:.2} MiB/min after warm-up (limit {RSS_SLOPE_MAX_MIB})",
+                trend.rss_mib_per_min
+            ));
+        }
+        if trend.fds_grow() {
+            out.push(format!(
+                "node {name}: open fds grow {:.2}/min after warm-up ({} → {}, limit {FD_SLOPE_MAX}/min)",
+                trend.fds_per_min, trend.fds_first, trend.fds_last
+            ));
+        }
+    }
+    let (requests, errors) = totals(windows);
+    if errors as f64 > ERROR_RATE_MAX * requests as f64 {
+        out.push(format!(
+            "{errors} errors in {requests} requests (over {:.1} %)",
+            ERROR_RATE_MAX * 100.0
+        ));
+    }
+    if requests == 0 {
+        out.push("no request was answered".to_owned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slope;
+
+    #[test]
+    fn fits_a_line() {
+        let x = [0.5, 1.0, 1.5, 2.0];
+        let y = [10.0, 11.0, 12.0, 13.0];
+        assert!((slope(&x, &y) - 2.0).abs() < 1e-9);
+        assert_eq!(slope(&[1.0, 1.0], &[3.0, 4.0]), 0.0);
+        assert_eq!(slope(&[1.0], &[3.0]), 0.0);
+        let flat = [20.0, 21.0, 20.0, 21.0];
+        assert!(slope(&x, &flat).abs() < 0.5);
+    }
+}
