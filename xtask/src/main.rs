@@ -4,8 +4,10 @@
 //! - `services`: makes sure Postgres and Redis are up and prints their URLs.
 //! - `migrate`: applies the embedded migrations to `DATABASE_URL`.
 //! - `bench <name>`: load benchmarks against a baseline measured in the same run.
+//! - `chaos`: a bounded chaos run (faults under mixed load) that checks keel's invariants.
 
 mod bench;
+mod chaos;
 mod services;
 mod tidy;
 
@@ -31,6 +33,9 @@ enum Task {
     Migrate,
     /// Run a load benchmark beside its baseline and write docs/BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Inject faults under mixed load on two nodes, a worker and the simulator; check the
+    /// invariants and write docs/RELIABILITY.md.
+    Chaos(chaos::ChaosArgs),
     /// (internal) The actix hello-world baseline server used by `bench`.
     #[command(hide = true)]
     HelloServer {
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Task::Services => services::run(),
         Task::Migrate => services::migrate(),
         Task::Bench(args) => bench::run(&args),
+        Task::Chaos(args) => chaos::run(&args),
         Task::HelloServer { port, workers } => bench::hello::serve(port, workers),
     };
     match result {

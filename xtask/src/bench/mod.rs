@@ -7,10 +7,10 @@ pub mod hello;
 mod jobs;
 mod ledger;
 mod loadgen;
-mod pg;
-mod process;
+pub(crate) mod pg;
+pub(crate) mod process;
 mod redis_benchmark;
-mod registrations;
+pub(crate) mod registrations;
 mod report;
 mod scoreboard;
 
@@ -391,7 +391,7 @@ fn bench_database() -> Result<Option<String>, String> {
 }
 
 /// Builds a release artifact of keel-app-http and returns its path under the target dir.
-fn build(what: &[&str], artifact: &str) -> Result<PathBuf, String> {
+pub(crate) fn build(what: &[&str], artifact: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut args = vec!["build", "--release", "--quiet", "-p", "keel-app-http"];
     args.extend_from_slice(what);
