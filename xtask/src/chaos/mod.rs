@@ -52,7 +52,7 @@ pub fn run(args: &ChaosArgs) -> Result<(), String> {
     let tmp = TempDir::create()?;
     eprintln!("chaos: files in {}", tmp.path().display());
     let postgres = Postgres::start(tmp.path())?;
-    let redis = Redis::start()?;
+    let redis = Redis::start(tmp.path())?;
     let database_url = postgres.url(DATABASE);
     let env = KeelEnv::new(&database_url, &redis.url(), free_port()?);
     let fleet = Fleet::start(&keel, &env, tmp.path())?;

@@ -2,11 +2,11 @@
 //! directory, killed and removed when dropped (also when a step fails).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use super::processes::Proc;
 use crate::bench::pg;
-use crate::bench::process::{free_port, wait_listening};
+use crate::bench::process::free_port;
 use crate::run_command;
 
 /// Where Debian's Postgres 15 programs live.
@@ -122,19 +122,33 @@ impl Drop for Postgres {
 
 /// A `redis-server` of its own without persistence; killed (SIGKILL) and restarted on demand.
 pub struct Redis {
-    child: Option<Child>,
+    proc: Proc,
     port: u16,
 }
 
 impl Redis {
-    /// Starts `redis-server --port <spare> --save "" --appendonly no`.
-    pub fn start() -> Result<Self, String> {
-        let mut redis = Self {
-            child: None,
-            port: free_port()?,
-        };
-        redis.restart()?;
-        Ok(redis)
+    /// Starts `redis-server --port <spare> --save "" --appendonly no`, logging into `root`.
+    pub fn start(root: &Path) -> Result<Self, String> {
+        let port = free_port()?;
+        let port_arg = port.to_string();
+        let args = [
+            "--port",
+            &port_arg,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        let proc = Proc::start(
+            Path::new("redis-server"),
+            &args,
+            &[],
+            Some(port),
+            root.join("redis.log"),
+        )?;
+        Ok(Self { proc, port })
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -144,38 +158,11 @@ impl Redis {
 
     /// SIGKILL: every key is lost (no persistence).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.proc.kill();
     }
 
-    /// Starts it again on the same port (killing a running one first).
+    /// Starts it again on the same port.
     pub fn restart(&mut self) -> Result<(), String> {
-        self.kill();
-        let port = self.port.to_string();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start redis-server: {e}"))?;
-        self.child = Some(child);
-        wait_listening(self.port, Instant::now() + Duration::from_secs(10))
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
+        self.proc.restart()
     }
 }
