@@ -5,8 +5,10 @@
 //! - `migrate`: applies the embedded migrations to `DATABASE_URL`.
 //! - `bench <name>`: load benchmarks against a baseline measured in the same run.
 //! - `soak`: a steady mixed load on two nodes for minutes, failing on memory or fd growth.
+//! - `chaos`: a bounded chaos run (faults under mixed load) that checks keel's invariants.
 
 mod bench;
+mod chaos;
 mod services;
 mod soak;
 mod tidy;
@@ -35,6 +37,9 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Steady mixed load on two keel nodes; reports RSS, fds, connections and latency drift.
     Soak(soak::SoakArgs),
+    /// Inject faults under mixed load on two nodes, a worker and the simulator; check the
+    /// invariants and write docs/RELIABILITY.md.
+    Chaos(chaos::ChaosArgs),
     /// (internal) The actix hello-world baseline server used by `bench`.
     #[command(hide = true)]
     HelloServer {
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         Task::Migrate => services::migrate(),
         Task::Bench(args) => bench::run(&args),
         Task::Soak(args) => soak::run(&args),
+        Task::Chaos(args) => chaos::run(&args),
         Task::HelloServer { port, workers } => bench::hello::serve(port, workers),
     };
     match result {

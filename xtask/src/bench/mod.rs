@@ -13,7 +13,7 @@ pub(crate) mod machine;
 pub(crate) mod pg;
 pub(crate) mod process;
 mod redis_benchmark;
-mod registrations;
+pub(crate) mod registrations;
 pub(crate) mod report;
 mod scoreboard;
 

@@ -50,14 +50,9 @@ impl Server {
             .spawn()
             .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
         let server = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("{cmd:?} did not listen on port {port}"))
+        wait_listening(port, Instant::now() + Duration::from_secs(30))
+            .map_err(|e| format!("{cmd:?}: {e}"))?;
+        Ok(server)
     }
 
     /// The child's process id.
@@ -78,7 +73,19 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+/// Waits until something accepts connections on loopback `port`, until `deadline`.
+pub(crate) fn wait_listening(port: u16, deadline: Instant) -> Result<(), String> {
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("nothing listens on port {port}"))
+}
+
+/// A loopback port free right now.
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     listener
         .local_addr()

@@ -163,7 +163,7 @@ fn create_users(url: &str, n: usize) -> Result<Vec<String>, String> {
 
 /// Inserts `n` participants with SQL (no Argon2; emails `<label>-<i>@bench.test`) and signs an
 /// access token for each with the server's `secret`: `(user id, "Bearer …")`.
-pub(super) fn insert_users(
+pub(crate) fn insert_users(
     url: &str,
     n: usize,
     label: &str,
