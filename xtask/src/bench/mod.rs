@@ -398,17 +398,6 @@ fn bench_database() -> Result<Option<String>, String> {
     Ok(Some(format!("{root}/keel_bench")))
 }
 
-/// Inserts `n` participants with SQL and signs an access token for each with `secret`:
-/// `(user id, "Bearer …")` (see `registrations::insert_users`; used by `cargo xtask soak`).
-pub(crate) fn insert_users(
-    url: &str,
-    n: usize,
-    label: &str,
-    secret: &str,
-) -> Result<Vec<(String, String)>, String> {
-    registrations::insert_users(url, n, label, secret)
-}
-
 /// Builds a release artifact of keel-app-http and returns its path under the target dir.
 pub(crate) fn build(what: &[&str], artifact: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -30,10 +30,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use crate::bench::build;
 use crate::bench::machine::{self, Machine};
 use crate::bench::pg::{self, Scratch};
 use crate::bench::process::Server;
-use crate::bench::{build, insert_users};
+use crate::bench::registrations::insert_users;
 use load::Load;
 use trend::{NodeSample, Window};
 
