@@ -25,7 +25,8 @@ use keel_domain::scoreboard::ranking::BOARD_EPOCH_SECS;
 use keel_domain::scoreboard::{
     BoardFeed, BoardSignal, CacheRead, LeaderboardCache, MAX_SCORE, Standing, board_order,
 };
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -743,16 +744,42 @@ impl Proxy {
     }
 }
 
-async fn relay(mut client: TcpStream, upstream: String, mut link: watch::Receiver<Link>) {
+async fn relay(client: TcpStream, upstream: String, link: watch::Receiver<Link>) {
     let forward = *link.borrow() == Link::Forward;
-    if forward && let Ok(mut server) = TcpStream::connect(&upstream).await {
-        tokio::select! {
-            _ = copy_bidirectional(&mut client, &mut server) => return,
-            _ = link.wait_for(|l| *l != Link::Forward) => {}
-        }
-        // Frozen: hold both sockets open, pass nothing, until closed.
-        let _ = link.wait_for(|l| *l == Link::Closed).await;
+    if forward && let Ok(server) = TcpStream::connect(&upstream).await {
+        let (client_in, client_out) = client.into_split();
+        let (server_in, server_out) = server.into_split();
+        tokio::join!(
+            pump(client_in, server_out, link.clone()),
+            pump(server_in, client_out, link.clone()),
+        );
         return;
+    }
+    let mut link = link;
+    let _ = link.wait_for(|l| *l == Link::Closed).await;
+}
+
+/// Copies `from` to `to` while the link forwards. The link is checked after every read, so a
+/// request written after [`Proxy::freeze`] returned is never passed on, even when this task was
+/// already running when the link froze. Frozen, it holds both halves open until closed; at end
+/// of stream it returns and drops them.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut link: watch::Receiver<Link>) {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = from.read(&mut buf) => read,
+            _ = link.wait_for(|l| *l != Link::Forward) => break,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if *link.borrow() != Link::Forward {
+            break;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
     let _ = link.wait_for(|l| *l == Link::Closed).await;
 }
