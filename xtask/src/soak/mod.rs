@@ -10,10 +10,12 @@
 //! below capacity so that it measures drift, not saturation.
 //!
 //! Every `--window-seconds` (30) it reads, per node, VmRSS, open fds and established TCP
-//! connections to Postgres and Redis ([`probe`]), with the window's requests, p50/p99 and errors.
-//! At the end: the first and last windows, the least-squares slopes of RSS and fds after
-//! warm-up, and the verdict ([`trend`]); written to docs/BENCHMARKS.md (`soak` section). It fails
-//! when RSS or fds grow, or errors exceed 0.1 %.
+//! connections: to Postgres, to Redis, and from HTTP clients ([`probe`]), with the window's
+//! requests, p50/p99 and errors. At the end: the first and last windows, the least-squares slopes
+//! of RSS and of the fds that are not connections after warm-up, and the verdict ([`trend`]);
+//! written to docs/BENCHMARKS.md (`soak` section). It fails when RSS or those fds grow, when a
+//! node holds more connections than its pools and the load generator allow, or when errors
+//! exceed 0.1 %.
 //!
 //! Bounded (at most [`MAX_MINUTES`]), loopback only; the nodes, the Redis keys and the scratch
 //! database are removed at the end, on errors and on Ctrl-C.
@@ -36,7 +38,7 @@ use crate::bench::pg::{self, Scratch};
 use crate::bench::process::Server;
 use crate::bench::registrations::insert_users;
 use load::Load;
-use trend::{NodeSample, Window};
+use trend::{Bounds, NodeSample, Window};
 
 /// The longest soak (the users' access tokens live an hour).
 const MAX_MINUTES: u64 = 50;
@@ -50,6 +52,8 @@ const WARM_UP: Duration = Duration::from_secs(120);
 const JWT_SECRET: &str = "keel-soak-jwt-secret-0123456789-abcdefghij";
 /// Raised rate classes: the limiter runs, but never refuses this load.
 const RAISED: &str = "100000/second";
+/// Postgres and Redis pool size of each node (keel's default).
+const POOL_SIZE: usize = 16;
 
 /// Options of `cargo xtask soak`.
 #[derive(Debug, Args)]
@@ -95,6 +99,7 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
     // Locals drop in reverse order: the load, the nodes, then the Redis keys and the database.
     let db = Scratch::create(&admin_url, "keel_soak")?;
     let prefix = redis::Prefix::new(&redis_url);
+    let pool_size = POOL_SIZE.to_string();
     let env = |migrate: &'static str| {
         [
             ("DATABASE_URL", db.url.as_str()),
@@ -103,6 +108,8 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
             ("KEEL_REDIS_PREFIX", prefix.prefix.as_str()),
             ("KEEL_JWT_SECRET", JWT_SECRET),
             ("KEEL_HTTP_WORKERS", "1"),
+            ("KEEL_DB_POOL_SIZE", pool_size.as_str()),
+            ("KEEL_REDIS_POOL_SIZE", pool_size.as_str()),
             ("KEEL_RATE_DEFAULT", RAISED),
             ("KEEL_RATE_SCORE", RAISED),
         ]
@@ -155,7 +162,11 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
     drop(nodes);
     let windows = sampled?;
 
-    let failures = trend::failures(&windows, warm_up);
+    let bounds = Bounds {
+        pool: POOL_SIZE,
+        http: args.connections,
+    };
+    let failures = trend::failures(&windows, warm_up, &bounds);
     let body = report::section(&report::Summary {
         args,
         minutes,
@@ -165,6 +176,7 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
         machine: &machine,
         load: [&load_before, &machine::load_averages()],
         windows: &windows,
+        bounds: &bounds,
         failures: &failures,
     });
     println!("{body}");

@@ -1,5 +1,6 @@
-//! What a node holds, read from /proc: resident memory, open file descriptors, and established
-//! TCP connections to Postgres and Redis (the node's socket inodes matched in /proc/net/tcp{,6}).
+//! What a node holds, read from /proc: resident memory, open file descriptors, and its established
+//! TCP connections: all of them, and those to Postgres and Redis (the node's socket inodes matched
+//! in /proc/net/tcp{,6}).
 
 use std::collections::HashSet;
 
@@ -14,12 +15,25 @@ pub struct Probe {
     pub postgres: usize,
     /// Established TCP connections to the Redis port.
     pub redis: usize,
+    /// Established TCP connections of any kind: the two above and the HTTP clients'.
+    pub tcp: usize,
 }
 
 impl Probe {
     /// RSS in MiB.
     pub fn rss_mib(&self) -> f64 {
         self.rss_kib as f64 / 1024.0
+    }
+
+    /// Established HTTP client connections (every established one not to Postgres or Redis).
+    pub fn http(&self) -> usize {
+        self.tcp.saturating_sub(self.postgres + self.redis)
+    }
+
+    /// Open fds that are not established connections: files, listeners, pipes, epoll and
+    /// timers. Connections come and go with their pools; these must stay flat.
+    pub fn other_fds(&self) -> usize {
+        self.fds.saturating_sub(self.tcp)
     }
 }
 
@@ -55,7 +69,8 @@ pub fn probe(pid: u32, postgres_port: u16, redis_port: u16) -> Result<Probe, Str
     for table in ["tcp", "tcp6"] {
         let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
         for (port, inode) in established(&text) {
-            if sockets.contains(inode) {
+            if sockets.remove(inode) {
+                probe.tcp += 1;
                 probe.postgres += usize::from(port == postgres_port);
                 probe.redis += usize::from(port == redis_port);
             }

@@ -6,14 +6,15 @@ use std::time::Duration;
 use super::SoakArgs;
 use super::load::MIX_TEXT;
 use super::trend::{
-    ERROR_RATE_MAX, FD_SLOPE_MAX, NodeSample, RSS_SLOPE_MAX_MIB, Trend, Window, totals,
+    Bounds, DEDICATED_POSTGRES, ERROR_RATE_MAX, FD_SLOPE_MAX, NodeSample, RSS_SLOPE_MAX_MIB, Trend,
+    Window, totals,
 };
 use crate::bench::machine::Machine;
 use crate::bench::report::ms;
 
 const NODES: [&str; 2] = ["A", "B"];
-const HEADER: &str = "| window | node | RSS | fds | Postgres conns | Redis conns | requests | p50 | p99 | errors |\n\
-    |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+const HEADER: &str = "| window | node | RSS | fds | other fds | Postgres conns | Redis conns | HTTP conns | requests | p50 | p99 | errors |\n\
+    |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 
 /// Everything the section reports.
 pub struct Summary<'a> {
@@ -28,6 +29,8 @@ pub struct Summary<'a> {
     /// Load averages before and after.
     pub load: [&'a str; 2],
     pub windows: &'a [Window],
+    /// The connections each node may hold.
+    pub bounds: &'a Bounds,
     pub failures: &'a [String],
 }
 
@@ -39,11 +42,13 @@ pub fn progress(w: &Window) -> String {
         .zip(NODES)
         .map(|(n, name)| {
             format!(
-                "{name}: {:.1} MiB, {} fds, pg {} redis {}, {} req, p99 {}, {} errors",
+                "{name}: {:.1} MiB, {} fds ({} other), pg {} redis {} http {}, {} req, p99 {}, {} errors",
                 n.probe.rss_mib(),
                 n.probe.fds,
+                n.probe.other_fds(),
                 n.probe.postgres,
                 n.probe.redis,
+                n.probe.http(),
                 n.answers.requests,
                 ms(n.answers.latency.value_at_quantile(0.99)),
                 n.answers.error_count()
@@ -69,8 +74,10 @@ pub fn section(s: &Summary<'_>) -> String {
          private key prefix), rate classes raised; open-loop load at {rate} operations/s over both \
          nodes in turn ({rps:.0} requests/s), {MIX_TEXT}; at most {conns} keep-alive connections per \
          node; latency counted from each operation's scheduled time. Every {window} s, per node: \
-         VmRSS, open fds, established TCP connections to Postgres (:{pg_port}) and Redis \
-         (:{redis_port}), and the window's p50/p99 and errors.\n\n{HEADER}",
+         VmRSS, open fds, of them those that are not established TCP connections (other fds: \
+         files, listeners, pipes, epoll, timers), the established TCP connections to Postgres \
+         (:{pg_port}), to Redis (:{redis_port}) and from HTTP clients, and the window's p50/p99 \
+         and errors.\n\n{HEADER}",
         minutes = s.minutes,
         cores = s.machine.cores,
         cpu = s.machine.cpu,
@@ -99,7 +106,7 @@ pub fn section(s: &Summary<'_>) -> String {
     let _ = write!(
         out,
         "\nTrend after {warm} min of warm-up (least-squares slope over the {n} later windows):\n\n\
-         | node | RSS slope | fds slope | fds first → last | p99 first → last |\n|---|---:|---:|---:|---:|\n",
+         | node | RSS slope | other fds slope | other fds first → last | p99 first → last |\n|---|---:|---:|---:|---:|\n",
         warm = s.warm_up as f64 * s.window.as_secs_f64() / 60.0,
         n = after.len(),
     );
@@ -125,11 +132,19 @@ pub fn section(s: &Summary<'_>) -> String {
     }
     let _ = write!(
         out,
-        "\nLimits: RSS slope ≤ {RSS_SLOPE_MAX_MIB} MiB/min per node, fds not growing steadily \
-         (slope ≤ {FD_SLOPE_MAX}/min or no more at the end), errors ≤ {:.1} %. Requests {requests}, \
-         errors {errors} ({:.3} %). Verdict: {verdict}.\n\n<details><summary>Every window</summary>\n\n{HEADER}",
+        "\nLimits: RSS slope ≤ {RSS_SLOPE_MAX_MIB} MiB/min per node; other fds not growing \
+         steadily (slope ≤ {FD_SLOPE_MAX}/min or no more at the end); in every window at most \
+         {pg} Postgres connections (pool of {pool} + {DEDICATED_POSTGRES} LISTEN), {redis} Redis \
+         (pool + subscription) and {http} HTTP (the load generator's limit) per node, since \
+         pools open connections on demand up to their size; errors ≤ {:.1} %. Requests \
+         {requests}, errors {errors} ({:.3} %). Verdict: {verdict}.\n\n<details><summary>Every \
+         window</summary>\n\n{HEADER}",
         ERROR_RATE_MAX * 100.0,
         100.0 * errors as f64 / requests.max(1) as f64,
+        pg = s.bounds.postgres(),
+        pool = s.bounds.pool,
+        redis = s.bounds.redis(),
+        http = s.bounds.http,
     );
     for w in s.windows {
         rows(&mut out, &clock(w.minute), w);
@@ -164,11 +179,13 @@ fn row(label: &str, name: &str, n: &NodeSample) -> String {
         list.join(", ")
     };
     format!(
-        "| {label} | {name} | {:.1} MiB | {} | {} | {} | {} | {} | {} | {errors} |",
+        "| {label} | {name} | {:.1} MiB | {} | {} | {} | {} | {} | {} | {} | {} | {errors} |",
         n.probe.rss_mib(),
         n.probe.fds,
+        n.probe.other_fds(),
         n.probe.postgres,
         n.probe.redis,
+        n.probe.http(),
         n.answers.requests,
         ms(n.answers.latency.value_at_quantile(0.5)),
         ms(n.answers.latency.value_at_quantile(0.99)),

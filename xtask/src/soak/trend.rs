@@ -5,8 +5,9 @@ use super::probe::Probe;
 
 /// After warm-up, RSS may grow at most this much per minute (MiB) on a node.
 pub const RSS_SLOPE_MAX_MIB: f64 = 1.0;
-/// After warm-up, open fds may grow at most this much per minute on a node (a leak of one
-/// connection or file every two minutes would show).
+/// After warm-up, the fds that are not established connections may grow at most this much per
+/// minute on a node (a leak of one file, pipe or socket every two minutes would show).
+/// Connections are held to their bounds instead ([`Bounds`]).
 pub const FD_SLOPE_MAX: f64 = 0.5;
 /// Most errors, as a fraction of all requests.
 pub const ERROR_RATE_MAX: f64 = 0.001;
@@ -27,13 +28,54 @@ pub struct Window {
     pub nodes: [NodeSample; 2],
 }
 
+/// The most established connections a node may hold at any sample: its pools open connections
+/// on demand up to their size, and the load generator up to its keep-alive limit, so those
+/// counts move with the load; above these bounds they leak.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// The size of each node's Postgres pool and of its Redis pool.
+    pub pool: usize,
+    /// The load generator's keep-alive connections per node.
+    pub http: usize,
+}
+
+/// Postgres connections a node holds outside its pool: the job queue's and the board feed's
+/// `LISTEN` connections.
+pub const DEDICATED_POSTGRES: usize = 2;
+/// Redis connections a node holds outside its pool: the board feed's subscription.
+pub const DEDICATED_REDIS: usize = 1;
+
+impl Bounds {
+    /// The most Postgres connections.
+    pub fn postgres(&self) -> usize {
+        self.pool + DEDICATED_POSTGRES
+    }
+
+    /// The most Redis connections.
+    pub fn redis(&self) -> usize {
+        self.pool + DEDICATED_REDIS
+    }
+
+    /// What of `probe` exceeds these bounds, as `(what, held, bound)`.
+    fn exceeded(&self, probe: &Probe) -> Vec<(&'static str, usize, usize)> {
+        [
+            ("Postgres connections", probe.postgres, self.postgres()),
+            ("Redis connections", probe.redis, self.redis()),
+            ("HTTP connections", probe.http(), self.http),
+        ]
+        .into_iter()
+        .filter(|(_, held, bound)| held > bound)
+        .collect()
+    }
+}
+
 /// One node's trend after warm-up.
 pub struct Trend {
     /// Least-squares slope of RSS, MiB per minute.
     pub rss_mib_per_min: f64,
-    /// Least-squares slope of open fds, per minute.
+    /// Least-squares slope of the open fds that are not connections, per minute.
     pub fds_per_min: f64,
-    /// Open fds in the first and last window after warm-up.
+    /// Those fds in the first and last window after warm-up.
     pub fds_first: usize,
     pub fds_last: usize,
 }
@@ -47,12 +89,12 @@ impl Trend {
         let minutes: Vec<f64> = windows.iter().map(|w| w.minute).collect();
         let probes: Vec<&Probe> = windows.iter().map(|w| &w.nodes[node].probe).collect();
         let rss: Vec<f64> = probes.iter().map(|p| p.rss_mib()).collect();
-        let fds: Vec<f64> = probes.iter().map(|p| p.fds as f64).collect();
+        let fds: Vec<f64> = probes.iter().map(|p| p.other_fds() as f64).collect();
         Some(Self {
             rss_mib_per_min: slope(&minutes, &rss),
             fds_per_min: slope(&minutes, &fds),
-            fds_first: probes.first().map_or(0, |p| p.fds),
-            fds_last: probes.last().map_or(0, |p| p.fds),
+            fds_first: probes.first().map_or(0, |p| p.other_fds()),
+            fds_last: probes.last().map_or(0, |p| p.other_fds()),
         })
     }
 
@@ -97,8 +139,17 @@ pub fn totals(windows: &[Window]) -> (u64, u64) {
 }
 
 /// Why the soak fails (empty: it passes).
-pub fn failures(windows: &[Window], warm_up: usize) -> Vec<String> {
+pub fn failures(windows: &[Window], warm_up: usize, bounds: &Bounds) -> Vec<String> {
     let mut out = Vec::new();
+    for (node, name) in ["A", "B"].iter().enumerate() {
+        let peak = windows
+            .iter()
+            .flat_map(|w| bounds.exceeded(&w.nodes[node].probe))
+            .max_by_key(|(_, held, bound)| held - bound);
+        if let Some((what, held, bound)) = peak {
+            out.push(format!("node {name}: {held} {what} (at most {bound})"));
+        }
+    }
     let after = windows.get(warm_up..).unwrap_or_default();
     for (node, name) in ["A", "B"].iter().enumerate() {
         let Some(trend) = Trend::of(after, node) else {
@@ -112,7 +163,7 @@ pub fn failures(windows: &[Window], warm_up: usize) -> Vec<String> {
         }
         if trend.fds_grow() {
             out.push(format!(
-                "node {name}: open fds grow {:.2}/min after warm-up ({} → {}, limit {FD_SLOPE_MAX}/min)",
+                "node {name}: fds other than connections grow {:.2}/min after warm-up ({} → {}, limit {FD_SLOPE_MAX}/min)",
                 trend.fds_per_min, trend.fds_first, trend.fds_last
             ));
         }
@@ -132,7 +183,35 @@ pub fn failures(windows: &[Window], warm_up: usize) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::slope;
+    use super::{Bounds, Probe, slope};
+
+    #[test]
+    fn connections_are_held_to_their_bounds() {
+        let bounds = Bounds { pool: 8, http: 8 };
+        let probe = Probe {
+            rss_kib: 1,
+            fds: 60,
+            postgres: 10,
+            redis: 9,
+            tcp: 27,
+        };
+        assert!(bounds.exceeded(&probe).is_empty());
+        assert_eq!(probe.other_fds(), 33);
+        let leaking = Probe {
+            postgres: 11,
+            tcp: 28,
+            ..probe
+        };
+        assert_eq!(
+            bounds.exceeded(&leaking),
+            vec![("Postgres connections", 11, 10)]
+        );
+        let many_clients = Probe { tcp: 28, ..probe };
+        assert_eq!(
+            bounds.exceeded(&many_clients),
+            vec![("HTTP connections", 9, 8)]
+        );
+    }
 
     #[test]
     fn fits_a_line() {
