@@ -65,12 +65,17 @@ impl MemoryRateLimiter {
     pub fn decide(&self, key: &str, policy: &RatePolicy, now: DateTime<Utc>) -> RateDecision {
         let now = gcra::micros(now);
         let mut state = self.lock();
-        let (decision, new_tat) = gcra::decide(state.tats.get(key).copied(), now, policy);
-        if let Some(new_tat) = new_tat {
-            match state.tats.get_mut(key) {
-                Some(tat) => *tat = new_tat,
-                None => state.insert(key, new_tat, now),
+        // One hash of the key for a known key (the hot path); an unseen one costs a second.
+        if let Some(tat) = state.tats.get_mut(key) {
+            let (decision, new_tat) = gcra::decide(Some(*tat), now, policy);
+            if let Some(new_tat) = new_tat {
+                *tat = new_tat;
             }
+            return decision;
+        }
+        let (decision, new_tat) = gcra::decide(None, now, policy);
+        if let Some(new_tat) = new_tat {
+            state.insert(key, new_tat, now);
         }
         decision
     }

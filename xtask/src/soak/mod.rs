@@ -155,7 +155,15 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let driver = runtime.spawn(load.clone().drive(stop.clone()));
-    let sampled = sample(&load, &nodes, ports, window, windows, &interrupted);
+    let sampled = sample(
+        &load,
+        &nodes,
+        ports,
+        window,
+        windows,
+        &interrupted,
+        runtime.handle(),
+    );
     stop.store(true, Ordering::Relaxed);
     let _ = runtime.block_on(driver);
     drop(runtime);
@@ -198,6 +206,7 @@ fn sample(
     window: Duration,
     count: usize,
     interrupted: &AtomicBool,
+    runtime: &tokio::runtime::Handle,
 ) -> Result<Vec<Window>, String> {
     let started = Instant::now();
     let mut windows = Vec::with_capacity(count);
@@ -210,7 +219,12 @@ fn sample(
             std::thread::sleep(Duration::from_millis(200).min(end - Instant::now()));
         }
         let [a, b] = load.take_window()?;
-        let probe = |node: &Server| probe::probe(node.pid(), pg_port, redis_port);
+        let probe = |node: &Server| {
+            probe::probe(node.pid(), pg_port, redis_port).map(|probe| probe::Probe {
+                heap_bytes: live_heap(runtime, node),
+                ..probe
+            })
+        };
         let w = Window {
             minute: started.elapsed().as_secs_f64() / 60.0,
             nodes: [
@@ -228,6 +242,19 @@ fn sample(
         windows.push(w);
     }
     Ok(windows)
+}
+
+/// The node's live heap from its `/metrics`, if it answers within two seconds and reports one.
+fn live_heap(runtime: &tokio::runtime::Handle, node: &Server) -> Option<u64> {
+    let url = node.url("/metrics");
+    let text = runtime.block_on(async {
+        let scrape = async { reqwest::get(url).await?.text().await };
+        tokio::time::timeout(Duration::from_secs(2), scrape)
+            .await
+            .ok()?
+            .ok()
+    })?;
+    probe::gauge(&text, probe::HEAP_GAUGE).map(|bytes| bytes as u64)
 }
 
 /// Creates `n` competitions, each with room for everyone, open for two hours; their ids.

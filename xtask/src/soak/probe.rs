@@ -1,8 +1,11 @@
 //! What a node holds, read from /proc: resident memory, open file descriptors, and its established
 //! TCP connections: all of them, and those to Postgres and Redis (the node's socket inodes matched
-//! in /proc/net/tcp{,6}).
+//! in /proc/net/tcp{,6}); and its live heap, read from its `/metrics`.
 
 use std::collections::HashSet;
+
+/// The gauge of a node's live heap (`keel_app_http::http::metrics::HEAP_ALLOCATED_BYTES`).
+pub const HEAP_GAUGE: &str = "keel_process_heap_allocated_bytes";
 
 /// One reading of one process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -17,12 +20,20 @@ pub struct Probe {
     pub redis: usize,
     /// Established TCP connections of any kind: the two above and the HTTP clients'.
     pub tcp: usize,
+    /// The allocator's live heap in bytes (`keel_process_heap_allocated_bytes`), when the node
+    /// reports it.
+    pub heap_bytes: Option<u64>,
 }
 
 impl Probe {
     /// RSS in MiB.
     pub fn rss_mib(&self) -> f64 {
         self.rss_kib as f64 / 1024.0
+    }
+
+    /// Live heap in MiB, when known.
+    pub fn heap_mib(&self) -> Option<f64> {
+        self.heap_bytes.map(|b| b as f64 / (1024.0 * 1024.0))
     }
 
     /// Established HTTP client connections (every established one not to Postgres or Redis).
@@ -79,6 +90,14 @@ pub fn probe(pid: u32, postgres_port: u16, redis_port: u16) -> Result<Probe, Str
     Ok(probe)
 }
 
+/// The value of the unlabelled gauge `name` in a Prometheus text exposition.
+pub fn gauge(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let (metric, value) = line.split_once(' ')?;
+        (metric == name).then(|| value.trim().parse().ok())?
+    })
+}
+
 /// `(remote port, socket inode)` of the ESTABLISHED entries of a /proc/net/tcp table.
 fn established(table: &str) -> impl Iterator<Item = (u16, &str)> {
     table.lines().skip(1).filter_map(|line| {
@@ -107,7 +126,21 @@ pub fn port_of(url: &str, default: u16) -> u16 {
 
 #[cfg(test)]
 mod tests {
-    use super::{established, port_of, probe};
+    use super::{established, gauge, port_of, probe};
+
+    #[test]
+    fn reads_an_unlabelled_gauge() {
+        let text = "# TYPE keel_process_heap_allocated_bytes gauge\n\
+            keel_process_heap_allocated_bytes 1048576\n\
+            keel_process_heap_allocated_bytes_other 7\n\
+            keel_jobs{kind=\"mail\"} 3\n";
+        assert_eq!(
+            gauge(text, "keel_process_heap_allocated_bytes"),
+            Some(1048576.0)
+        );
+        assert_eq!(gauge(text, "keel_jobs"), None);
+        assert_eq!(gauge(text, "missing"), None);
+    }
 
     #[test]
     fn reads_established_remote_ports() {

@@ -5,16 +5,17 @@ use std::time::Duration;
 
 use super::SoakArgs;
 use super::load::MIX_TEXT;
+use super::probe::Probe;
 use super::trend::{
-    Bounds, DEDICATED_POSTGRES, ERROR_RATE_MAX, FD_SLOPE_MAX, NodeSample, RSS_SLOPE_MAX_MIB, Trend,
-    Window, totals,
+    Bounds, DEDICATED_POSTGRES, ERROR_RATE_MAX, FD_SLOPE_MAX, HEAP_SLOPE_MAX_MIB, NodeSample,
+    RSS_SLOPE_MAX_MIB, Trend, Window, totals,
 };
 use crate::bench::machine::Machine;
 use crate::bench::report::ms;
 
 const NODES: [&str; 2] = ["A", "B"];
-const HEADER: &str = "| window | node | RSS | fds | other fds | Postgres conns | Redis conns | HTTP conns | requests | p50 | p99 | errors |\n\
-    |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+const HEADER: &str = "| window | node | RSS | live heap | fds | other fds | Postgres conns | Redis conns | HTTP conns | requests | p50 | p99 | errors |\n\
+    |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 
 /// Everything the section reports.
 pub struct Summary<'a> {
@@ -42,8 +43,9 @@ pub fn progress(w: &Window) -> String {
         .zip(NODES)
         .map(|(n, name)| {
             format!(
-                "{name}: {:.1} MiB, {} fds ({} other), pg {} redis {} http {}, {} req, p99 {}, {} errors",
+                "{name}: {:.1} MiB (heap {}), {} fds ({} other), pg {} redis {} http {}, {} req, p99 {}, {} errors",
                 n.probe.rss_mib(),
+                heap(&n.probe),
                 n.probe.fds,
                 n.probe.other_fds(),
                 n.probe.postgres,
@@ -74,8 +76,9 @@ pub fn section(s: &Summary<'_>) -> String {
          private key prefix), rate classes raised; open-loop load at {rate} operations/s over both \
          nodes in turn ({rps:.0} requests/s), {MIX_TEXT}; at most {conns} keep-alive connections per \
          node; latency counted from each operation's scheduled time. Every {window} s, per node: \
-         VmRSS, open fds, of them those that are not established TCP connections (other fds: \
-         files, listeners, pipes, epoll, timers), the established TCP connections to Postgres \
+         VmRSS, the live heap (jemalloc's allocated bytes, from the node's `/metrics`), open \
+         fds, of them those that are not established TCP connections (other fds: files, \
+         listeners, pipes, epoll, timers), the established TCP connections to Postgres \
          (:{pg_port}), to Redis (:{redis_port}) and from HTTP clients, and the window's p50/p99 \
          and errors.\n\n{HEADER}",
         minutes = s.minutes,
@@ -106,7 +109,7 @@ pub fn section(s: &Summary<'_>) -> String {
     let _ = write!(
         out,
         "\nTrend after {warm} min of warm-up (least-squares slope over the {n} later windows):\n\n\
-         | node | RSS slope | other fds slope | other fds first → last | p99 first → last |\n|---|---:|---:|---:|---:|\n",
+         | node | live heap slope | RSS slope | other fds slope | other fds first → last | p99 first → last |\n|---|---:|---:|---:|---:|---:|\n",
         warm = s.warm_up as f64 * s.window.as_secs_f64() / 60.0,
         n = after.len(),
     );
@@ -121,18 +124,25 @@ pub fn section(s: &Summary<'_>) -> String {
             Some(t) => {
                 let _ = writeln!(
                     out,
-                    "| {name} | {:+.3} MiB/min | {:+.2}/min | {} → {} | {p99s} |",
-                    t.rss_mib_per_min, t.fds_per_min, t.fds_first, t.fds_last
+                    "| {name} | {} | {:+.3} MiB/min | {:+.2}/min | {} → {} | {p99s} |",
+                    t.heap_mib_per_min
+                        .map_or("–".to_owned(), |h| format!("{h:+.3} MiB/min")),
+                    t.rss_mib_per_min,
+                    t.fds_per_min,
+                    t.fds_first,
+                    t.fds_last
                 );
             }
             None => {
-                let _ = writeln!(out, "| {name} | – | – | – | {p99s} |");
+                let _ = writeln!(out, "| {name} | – | – | – | – | {p99s} |");
             }
         }
     }
     let _ = write!(
         out,
-        "\nLimits: RSS slope ≤ {RSS_SLOPE_MAX_MIB} MiB/min per node; other fds not growing \
+        "\nLimits: live heap slope ≤ {HEAP_SLOPE_MAX_MIB} MiB/min per node (RSS slope ≤ \
+         {RSS_SLOPE_MAX_MIB} MiB/min only for a node that does not report its heap: RSS also \
+         holds what the allocator keeps after a peak); other fds not growing \
          steadily (slope ≤ {FD_SLOPE_MAX}/min or no more at the end); in every window at most \
          {pg} Postgres connections (pool of {pool} + {DEDICATED_POSTGRES} LISTEN), {redis} Redis \
          (pool + subscription) and {http} HTTP (the load generator's limit) per node, since \
@@ -179,8 +189,9 @@ fn row(label: &str, name: &str, n: &NodeSample) -> String {
         list.join(", ")
     };
     format!(
-        "| {label} | {name} | {:.1} MiB | {} | {} | {} | {} | {} | {} | {} | {} | {errors} |",
+        "| {label} | {name} | {:.1} MiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {errors} |",
         n.probe.rss_mib(),
+        heap(&n.probe),
         n.probe.fds,
         n.probe.other_fds(),
         n.probe.postgres,
@@ -190,6 +201,13 @@ fn row(label: &str, name: &str, n: &NodeSample) -> String {
         ms(n.answers.latency.value_at_quantile(0.5)),
         ms(n.answers.latency.value_at_quantile(0.99)),
     )
+}
+
+/// The live heap as `12.3 MiB`, or `–` when the node did not report it.
+fn heap(probe: &Probe) -> String {
+    probe
+        .heap_mib()
+        .map_or("–".to_owned(), |mib| format!("{mib:.1} MiB"))
 }
 
 /// Minutes as `m:ss`.

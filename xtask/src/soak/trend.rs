@@ -3,7 +3,12 @@
 use super::load::NodeWindow;
 use super::probe::Probe;
 
-/// After warm-up, RSS may grow at most this much per minute (MiB) on a node.
+/// After warm-up, the live heap may grow at most this much per minute (MiB) on a node: the leak
+/// criterion. (About 75 bytes kept per request at this load would break it.)
+pub const HEAP_SLOPE_MAX_MIB: f64 = 0.5;
+/// After warm-up, RSS may grow at most this much per minute (MiB) on a node. It is the leak
+/// criterion only when a node does not report its live heap: RSS also holds what the allocator
+/// keeps after a peak (more requests in flight, a grown pool), which is not a leak.
 pub const RSS_SLOPE_MAX_MIB: f64 = 1.0;
 /// After warm-up, the fds that are not established connections may grow at most this much per
 /// minute on a node (a leak of one file, pipe or socket every two minutes would show).
@@ -73,6 +78,8 @@ impl Bounds {
 pub struct Trend {
     /// Least-squares slope of RSS, MiB per minute.
     pub rss_mib_per_min: f64,
+    /// Least-squares slope of the live heap, MiB per minute, when every window reported it.
+    pub heap_mib_per_min: Option<f64>,
     /// Least-squares slope of the open fds that are not connections, per minute.
     pub fds_per_min: f64,
     /// Those fds in the first and last window after warm-up.
@@ -90,17 +97,30 @@ impl Trend {
         let probes: Vec<&Probe> = windows.iter().map(|w| &w.nodes[node].probe).collect();
         let rss: Vec<f64> = probes.iter().map(|p| p.rss_mib()).collect();
         let fds: Vec<f64> = probes.iter().map(|p| p.other_fds() as f64).collect();
+        let heap: Option<Vec<f64>> = probes.iter().map(|p| p.heap_mib()).collect();
         Some(Self {
             rss_mib_per_min: slope(&minutes, &rss),
+            heap_mib_per_min: heap.map(|heap| slope(&minutes, &heap)),
             fds_per_min: slope(&minutes, &fds),
             fds_first: probes.first().map_or(0, |p| p.other_fds()),
             fds_last: probes.last().map_or(0, |p| p.other_fds()),
         })
     }
 
-    /// Whether RSS grows faster than allowed.
-    pub fn rss_grows(&self) -> bool {
-        self.rss_mib_per_min > RSS_SLOPE_MAX_MIB
+    /// Whether memory leaks: the live heap grows faster than allowed, or, where the node does
+    /// not report it, RSS does. The message says which.
+    pub fn memory_growth(&self) -> Option<String> {
+        match self.heap_mib_per_min {
+            Some(heap) if heap > HEAP_SLOPE_MAX_MIB => Some(format!(
+                "live heap grows {heap:.2} MiB/min after warm-up (limit {HEAP_SLOPE_MAX_MIB})"
+            )),
+            Some(_) => None,
+            None if self.rss_mib_per_min > RSS_SLOPE_MAX_MIB => Some(format!(
+                "RSS grows {:.2} MiB/min after warm-up (limit {RSS_SLOPE_MAX_MIB}; no live-heap figure)",
+                self.rss_mib_per_min
+            )),
+            None => None,
+        }
     }
 
     /// Whether fds grow steadily: faster than allowed, and more at the end than at the start.
@@ -155,11 +175,8 @@ pub fn failures(windows: &[Window], warm_up: usize, bounds: &Bounds) -> Vec<Stri
         let Some(trend) = Trend::of(after, node) else {
             continue;
         };
-        if trend.rss_grows() {
-            out.push(format!(
-                "node {name}: RSS grows {:.2} MiB/min after warm-up (limit {RSS_SLOPE_MAX_MIB})",
-                trend.rss_mib_per_min
-            ));
+        if let Some(growth) = trend.memory_growth() {
+            out.push(format!("node {name}: {growth}"));
         }
         if trend.fds_grow() {
             out.push(format!(
@@ -183,7 +200,28 @@ pub fn failures(windows: &[Window], warm_up: usize, bounds: &Bounds) -> Vec<Stri
 
 #[cfg(test)]
 mod tests {
-    use super::{Bounds, Probe, slope};
+    use super::{Bounds, Probe, Trend, slope};
+
+    #[test]
+    fn the_live_heap_decides_a_leak_where_it_is_known() {
+        let trend = |rss, heap| Trend {
+            rss_mib_per_min: rss,
+            heap_mib_per_min: heap,
+            fds_per_min: 0.0,
+            fds_first: 0,
+            fds_last: 0,
+        };
+        // RSS kept by the allocator after a peak, with a flat heap: no leak.
+        assert_eq!(trend(1.2, Some(0.05)).memory_growth(), None);
+        assert!(
+            trend(0.3, Some(0.8))
+                .memory_growth()
+                .unwrap()
+                .contains("live heap")
+        );
+        assert!(trend(1.2, None).memory_growth().unwrap().contains("RSS"));
+        assert_eq!(trend(0.4, None).memory_growth(), None);
+    }
 
     #[test]
     fn connections_are_held_to_their_bounds() {
@@ -194,6 +232,7 @@ mod tests {
             postgres: 10,
             redis: 9,
             tcp: 27,
+            heap_bytes: None,
         };
         assert!(bounds.exceeded(&probe).is_empty());
         assert_eq!(probe.other_fds(), 33);

@@ -14,7 +14,42 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Gauge: bytes of heap the allocator has handed out and not had back (the live heap), read at
+/// each scrape. A leak shows here as steady growth; RSS also keeps what the allocator retains.
+pub const HEAP_ALLOCATED_BYTES: &str = "keel_process_heap_allocated_bytes";
+/// Gauge: bytes of physical memory the allocator holds (live heap, its metadata and retained
+/// pages), read at each scrape.
+pub const HEAP_RESIDENT_BYTES: &str = "keel_process_heap_resident_bytes";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static HEAP_PROBE: OnceLock<HeapProbe> = OnceLock::new();
+
+/// The allocator's own figures, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapFigures {
+    /// Live heap: handed out and not yet freed.
+    pub allocated: u64,
+    /// Physical memory the allocator holds.
+    pub resident: u64,
+}
+
+/// Reads the process allocator's figures; `None` when it cannot tell right now.
+pub type HeapProbe = fn() -> Option<HeapFigures>;
+
+/// Installs the probe behind [`HEAP_ALLOCATED_BYTES`] and [`HEAP_RESIDENT_BYTES`] (the `keel`
+/// binary does when built with its `jemalloc` feature). Only the process's global allocator
+/// knows its heap, so a library cannot; the first probe installed stays.
+pub fn set_heap_probe(probe: HeapProbe) {
+    let _ = HEAP_PROBE.set(probe);
+}
+
+/// Sets the heap gauges from the installed probe, if any.
+pub fn record_heap() {
+    if let Some(figures) = HEAP_PROBE.get().and_then(|probe| probe()) {
+        metrics::gauge!(HEAP_ALLOCATED_BYTES).set(figures.allocated as f64);
+        metrics::gauge!(HEAP_RESIDENT_BYTES).set(figures.resident as f64);
+    }
+}
 
 /// The global recorder's handle, installed on first use.
 ///
@@ -45,5 +80,31 @@ pub fn status_class(status: u16) -> &'static str {
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scrape_reports_the_installed_heap_probe() {
+        handle();
+        set_heap_probe(|| {
+            Some(HeapFigures {
+                allocated: 12_345,
+                resident: 67_890,
+            })
+        });
+        record_heap();
+        let text = handle().render();
+        assert!(
+            text.contains("keel_process_heap_allocated_bytes 12345"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keel_process_heap_resident_bytes 67890"),
+            "{text}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Who is calling: the identity that scopes idempotency keys and per-user rate limits.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use actix_web::{HttpMessage, HttpRequest};
@@ -48,19 +49,26 @@ impl Caller {
         }
     }
 
-    /// Stable text form: `user:<id>`, `ip:<address>` or `unknown`.
-    ///
-    /// IPv6 clients are identified by their /64 network: one subscriber usually holds a whole
-    /// /64, and keying by /128 would hand it 2^64 fresh rate-limit budgets.
+    /// Stable text form: `user:<id>`, `ip:<address>` or `unknown` (see the `Display` impl).
     pub fn subject(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The stable text form of [`Caller::subject`]: `user:<id>`, `ip:<address>` or `unknown`.
+///
+/// IPv6 clients are identified by their /64 network: one subscriber usually holds a whole /64,
+/// and keying by /128 would hand it 2^64 fresh rate-limit budgets.
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::User(id) => format!("user:{id}"),
+            Self::User(id) => write!(f, "user:{id}"),
             Self::Client(IpAddr::V6(v6)) => {
                 let network = u128::from(*v6) & !((1u128 << 64) - 1);
-                format!("ip:{}/64", std::net::Ipv6Addr::from(network))
+                write!(f, "ip:{}/64", std::net::Ipv6Addr::from(network))
             }
-            Self::Client(ip) => format!("ip:{ip}"),
-            Self::Unknown => "unknown".to_owned(),
+            Self::Client(ip) => write!(f, "ip:{ip}"),
+            Self::Unknown => f.write_str("unknown"),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! the IETF `RateLimit-Policy` / `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers); a
 //! limited request gets 429 `rate-limited` with `Retry-After` and the same fields.
 
+use std::fmt;
 use std::sync::Arc;
 
 use actix_web::body::BoxBody;
@@ -117,10 +118,10 @@ impl RateLimits {
     /// Spends one request of `class` from every subject's budget. `Ok(None)` when the class is
     /// off (or Redis is down and the class fails open); otherwise the tightest decision: a
     /// refusal if any subject is out of budget.
-    pub async fn check(
+    pub async fn check<S: fmt::Display>(
         &self,
         class: LimitClass,
-        subjects: &[String],
+        subjects: &[S],
     ) -> Result<Option<(RatePolicy, RateDecision)>, ApiError> {
         let limit = self.class(class);
         let (mode, outcomes) = (limit.mode, &limit.outcomes);
@@ -201,13 +202,13 @@ fn tighter(a: RateDecision, b: RateDecision) -> RateDecision {
 }
 
 /// The subjects whose budgets a request of `class` spends (DESIGN.md §2).
-fn subjects(class: LimitClass, caller: &Caller, client: &Caller) -> Vec<String> {
+fn subjects<'a>(class: LimitClass, caller: &'a Caller, client: &'a Caller) -> Vec<&'a Caller> {
     match class {
         // Per IP here; the auth handlers add the per-account budget once they know the email.
-        LimitClass::Auth => vec![client.subject()],
+        LimitClass::Auth => vec![client],
         // Per user and per IP: both must pass.
-        LimitClass::Scan if caller != client => vec![caller.subject(), client.subject()],
-        _ => vec![caller.subject()],
+        LimitClass::Scan if caller != client => vec![caller, client],
+        _ => vec![caller],
     }
 }
 
@@ -337,10 +338,7 @@ mod tests {
         let user = Caller::User(uuid::Uuid::nil());
         let ip = Caller::Client("127.0.0.1".parse().unwrap());
         assert_eq!(subjects(LimitClass::Scan, &user, &ip).len(), 2);
-        assert_eq!(
-            subjects(LimitClass::Score, &user, &ip),
-            vec![user.subject()]
-        );
-        assert_eq!(subjects(LimitClass::Auth, &user, &ip), vec![ip.subject()]);
+        assert_eq!(subjects(LimitClass::Score, &user, &ip), vec![&user]);
+        assert_eq!(subjects(LimitClass::Auth, &user, &ip), vec![&ip]);
     }
 }

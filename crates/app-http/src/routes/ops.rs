@@ -101,6 +101,7 @@ pub async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
         Ok(Err(e)) => tracing::warn!(error = %e, "queue depth unavailable for /metrics"),
         Err(_) => tracing::warn!("queue depth timed out for /metrics"),
     }
+    metrics::record_heap();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics::handle().render())

@@ -155,6 +155,20 @@ async fn serves_from_memory_by_default_and_drains_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let live_heap = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("keel_process_heap_allocated_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(
+        live_heap.is_some_and(|bytes| bytes > 0.0),
+        "the binary reports jemalloc's live heap: {live_heap:?}"
+    );
 
     let exit = stop(&mut child);
     assert!(exit.success(), "graceful stop exits 0, got {exit:?}");
