@@ -105,10 +105,15 @@ impl Stores {
     /// [`PgJobQueue::with_listener`] for one woken by `LISTEN/NOTIFY`). Completed idempotency
     /// responses are also kept in this node's memory, so replays need no database trip.
     pub fn postgres(pool: PgPool, jobs: PgJobQueue) -> Self {
+        Self::postgres_caching(pool, jobs, CacheBounds::default())
+    }
+
+    /// [`Stores::postgres`], keeping at most `near` of the completed responses in memory.
+    pub fn postgres_caching(pool: PgPool, jobs: PgJobQueue, near: CacheBounds) -> Self {
         let mailbox = PgMailbox::new(pool.clone());
         let idempotency = LayeredIdempotencyStore::new(
             Arc::new(PgIdempotencyStore::new(pool.clone())),
-            Arc::new(MemoryIdempotencyCache::new(CacheBounds::default())),
+            Arc::new(MemoryIdempotencyCache::new(near)),
         )
         .with_observer(Arc::new(count_cache_use));
         Self {
@@ -133,7 +138,12 @@ impl Stores {
     /// idempotency cache in front of the durable record (this node's memory for completed
     /// responses, then Redis for everything every node must see), and the scoreboard's board
     /// cache (a sorted set shared by every node) and change feed (pub/sub).
-    pub fn with_redis(mut self, pool: RedisPool) -> Self {
+    pub fn with_redis(self, pool: RedisPool) -> Self {
+        self.with_redis_caching(pool, CacheBounds::default())
+    }
+
+    /// [`Stores::with_redis`], keeping at most `near` of the completed responses in memory.
+    pub fn with_redis_caching(mut self, pool: RedisPool, near: CacheBounds) -> Self {
         self.products.scoreboard = self
             .products
             .scoreboard
@@ -141,7 +151,7 @@ impl Stores {
             .with_feed(Arc::new(RedisBoardFeed::new(pool.clone())));
         self.rate_limiter = Arc::new(RedisRateLimiter::new(pool.clone()));
         let cache = TieredIdempotencyCache::new(
-            Arc::new(MemoryIdempotencyCache::new(CacheBounds::default())),
+            Arc::new(MemoryIdempotencyCache::new(near)),
             Arc::new(RedisIdempotencyCache::new(pool.clone())),
         );
         let durable = match &self.postgres {
@@ -169,7 +179,8 @@ impl Stores {
                 }
                 let pool = PgPool::connect(url, settings.database.pool_size).await?;
                 let jobs = PgJobQueue::with_listener(pool.clone(), url).await?;
-                let mut stores = Self::postgres(pool.clone(), jobs);
+                let near = settings.idempotency.cache_bounds();
+                let mut stores = Self::postgres_caching(pool.clone(), jobs, near);
                 // Without Redis, board changes reach the other nodes by NOTIFY.
                 stores.products.scoreboard = stores
                     .products
@@ -189,7 +200,7 @@ impl Stores {
                 if let Err(e) = pool.ping().await {
                     tracing::warn!(error = %e, "Redis is unreachable at start: serving degraded until it answers");
                 }
-                stores.with_redis(pool)
+                stores.with_redis_caching(pool, settings.idempotency.cache_bounds())
             }
         })
     }

@@ -75,6 +75,9 @@ pub struct SoakArgs {
     no_write: bool,
 }
 
+/// Completed responses each node keeps in memory: full within the warm-up at this load.
+const NEAR_CACHE_ENTRIES: &str = "1000";
+
 /// Runs the soak; fails when a node drifts or errors exceed the limit.
 pub fn run(args: &SoakArgs) -> Result<(), String> {
     let minutes = args.minutes.clamp(1, MAX_MINUTES);
@@ -112,6 +115,10 @@ pub fn run(args: &SoakArgs) -> Result<(), String> {
             ("KEEL_REDIS_POOL_SIZE", pool_size.as_str()),
             ("KEEL_RATE_DEFAULT", RAISED),
             ("KEEL_RATE_SCORE", RAISED),
+            // Bounded caches are sized to fill during warm-up, so that only unbounded growth
+            // shows after it: at the default 10 000 entries the near idempotency cache of
+            // completed responses (about 1 KiB each) would still be filling after ten minutes.
+            ("KEEL_IDEMPOTENCY_CACHE_ENTRIES", NEAR_CACHE_ENTRIES),
         ]
     };
     let nodes = [

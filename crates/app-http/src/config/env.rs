@@ -203,6 +203,13 @@ pub(super) fn apply_overrides(settings: &mut Settings, env: &Env) -> Result<(), 
     if let Some(v) = set("KEEL_IDEMPOTENCY_LEASE_SECS") {
         s.idempotency.lease_secs = parse("KEEL_IDEMPOTENCY_LEASE_SECS", &v, "a number of seconds")?;
     }
+    if let Some(v) = set("KEEL_IDEMPOTENCY_CACHE_ENTRIES") {
+        s.idempotency.cache_entries =
+            parse("KEEL_IDEMPOTENCY_CACHE_ENTRIES", &v, "a number of entries")?;
+    }
+    if let Some(v) = set("KEEL_IDEMPOTENCY_CACHE_MIB") {
+        s.idempotency.cache_mib = parse("KEEL_IDEMPOTENCY_CACHE_MIB", &v, "a number of MiB")?;
+    }
     if let Some(v) = set("KEEL_WORKERS") {
         s.jobs.workers = parse("KEEL_WORKERS", &v, "a worker count")?;
     }

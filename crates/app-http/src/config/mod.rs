@@ -230,6 +230,21 @@ pub struct IdempotencySettings {
     pub lease_secs: u64,
     /// How often expired records are purged (`KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS`).
     pub purge_interval_secs: u64,
+    /// Most completed responses this node keeps in memory for replays without a round trip
+    /// (`KEEL_IDEMPOTENCY_CACHE_ENTRIES`).
+    pub cache_entries: usize,
+    /// Most bytes of those responses, in MiB (`KEEL_IDEMPOTENCY_CACHE_MIB`).
+    pub cache_mib: usize,
+}
+
+impl IdempotencySettings {
+    /// The bounds of this node's in-memory cache of completed responses.
+    pub fn cache_bounds(&self) -> keel_adapters_memory::CacheBounds {
+        keel_adapters_memory::CacheBounds {
+            max_entries: self.cache_entries,
+            max_bytes: self.cache_mib.saturating_mul(1024 * 1024),
+        }
+    }
 }
 
 /// Background job settings.
@@ -393,6 +408,14 @@ impl Settings {
         positive(
             "KEEL_IDEMPOTENCY_PURGE_INTERVAL_SECS",
             self.idempotency.purge_interval_secs,
+        )?;
+        positive(
+            "KEEL_IDEMPOTENCY_CACHE_ENTRIES",
+            self.idempotency.cache_entries as u64,
+        )?;
+        positive(
+            "KEEL_IDEMPOTENCY_CACHE_MIB",
+            self.idempotency.cache_mib as u64,
         )?;
         self.validate_jobs()?;
         let idem = &self.idempotency;

@@ -14,6 +14,10 @@ fn defaults_are_the_embedded_memory_setup() {
     assert!(!s.database.migrate);
     assert_eq!(s.rate.score, "100/hour");
     assert_eq!(
+        s.idempotency.cache_bounds(),
+        keel_adapters_memory::CacheBounds::default()
+    );
+    assert_eq!(
         s.dev_default_secrets(),
         vec![
             "KEEL_JWT_SECRET",
@@ -66,6 +70,8 @@ fn a_bad_value_names_its_setting() {
         ("KEEL_LOG", "info,[[[bad"),
         ("KEEL_RATE_FALLBACK_AUTH", "maybe"),
         ("KEEL_IDEMPOTENCY_LEASE_SECS", "0"),
+        ("KEEL_IDEMPOTENCY_CACHE_ENTRIES", "0"),
+        ("KEEL_IDEMPOTENCY_CACHE_MIB", "lots"),
         ("KEEL_IDEMPOTENCY_LEASE_SECS", "86400"),
         ("KEEL_IDEMPOTENCY_TTL_SECS", "99999999999"),
         ("KEEL_REDIS_PREFIX", "{bad}"),

@@ -115,9 +115,10 @@ impl RateLimits {
         &self.classes[class.index()]
     }
 
-    /// Spends one request of `class` from every subject's budget. `Ok(None)` when the class is
-    /// off (or Redis is down and the class fails open); otherwise the tightest decision: a
-    /// refusal if any subject is out of budget.
+    /// Spends one request of `class` from every subject's budget (each subject's key is
+    /// `<class>:<subject>`, e.g. `scan:user:<id>`). `Ok(None)` when the class is off (or Redis is
+    /// down and the class fails open); otherwise the tightest decision: a refusal if any subject
+    /// is out of budget.
     pub async fn check<S: fmt::Display>(
         &self,
         class: LimitClass,
