@@ -71,14 +71,31 @@ pub struct NodeWindow {
     pub latency: Histogram<u64>,
     /// Requests answered or failed.
     pub requests: u64,
+    /// The same latencies per route (see [`ROUTES`]), to tell which one slows down.
+    pub by_route: BTreeMap<&'static str, Histogram<u64>>,
     /// Non-2xx answers and transport errors, by status (0 = transport).
     pub errors: BTreeMap<u16, u64>,
 }
 
+/// The routes the mix calls, as the report names them.
+pub const ROUTES: [&str; 7] = [REGISTER, REPLAY, START, UPDATE, BALANCE, HISTORY, TOP];
+const REGISTER: &str = "registration";
+const REPLAY: &str = "registration replay";
+const START: &str = "action start";
+const UPDATE: &str = "score update";
+const BALANCE: &str = "wallet balance";
+const HISTORY: &str = "wallet history";
+const TOP: &str = "top 10";
+
 impl NodeWindow {
     fn new() -> Result<Self, String> {
+        let by_route = ROUTES
+            .iter()
+            .map(|route| Ok((*route, new_histogram()?)))
+            .collect::<Result<_, String>>()?;
         Ok(Self {
             latency: new_histogram()?,
+            by_route,
             requests: 0,
             errors: BTreeMap::new(),
         })
@@ -250,8 +267,8 @@ impl Load {
                     Some((path, user, key)) => {
                         let token = self.users[user].1.as_str();
                         let headers = [("authorization", token), ("idempotency-key", key.as_str())];
-                        self.call(node, due, Method::POST, &path, &headers, Bytes::new())
-                            .await;
+                        let request = (Method::POST, path.as_str(), REPLAY);
+                        self.call(node, due, request, &headers, Bytes::new()).await;
                     }
                     None => self.top(node, due).await,
                 }
@@ -259,21 +276,20 @@ impl Load {
             Op::Score => self.score(node, due, token).await,
             Op::Balance => {
                 let headers = [("authorization", token)];
-                self.call(
-                    node,
-                    due,
-                    Method::GET,
-                    "/api/v1/wallet/balance",
-                    &headers,
-                    Bytes::new(),
-                )
-                .await;
+                let request = (Method::GET, "/api/v1/wallet/balance", BALANCE);
+                self.call(node, due, request, &headers, Bytes::new()).await;
             }
             Op::History => {
                 let path = "/api/v1/wallet/transactions?limit=20";
                 let headers = [("authorization", token)];
-                self.call(node, due, Method::GET, path, &headers, Bytes::new())
-                    .await;
+                self.call(
+                    node,
+                    due,
+                    (Method::GET, path, HISTORY),
+                    &headers,
+                    Bytes::new(),
+                )
+                .await;
             }
             Op::Top => self.top(node, due).await,
         }
@@ -290,7 +306,13 @@ impl Load {
             ("idempotency-key", key.as_str()),
         ];
         if self
-            .call(node, due, Method::POST, &path, &headers, Bytes::new())
+            .call(
+                node,
+                due,
+                (Method::POST, &path, REGISTER),
+                &headers,
+                Bytes::new(),
+            )
             .await
             .is_some()
             && let Ok(mut replays) = self.replays.lock()
@@ -310,7 +332,7 @@ impl Load {
         let body = Bytes::from_static(br#"{"action_type":"COMPLETE_TASK"}"#);
         let path = "/api/v1/actions/start";
         let Some(started) = self
-            .call(node, due, Method::POST, path, &headers, body)
+            .call(node, due, (Method::POST, path, START), &headers, body)
             .await
         else {
             return;
@@ -324,37 +346,32 @@ impl Load {
             "action_token": started.action_token,
         });
         let body = Bytes::from(update.to_string());
-        self.call(
-            node,
-            Instant::now(),
-            Method::POST,
-            "/api/v1/score/update",
-            &headers,
-            body,
-        )
-        .await;
+        let request = (Method::POST, "/api/v1/score/update", UPDATE);
+        self.call(node, Instant::now(), request, &headers, body)
+            .await;
     }
 
     async fn top(&self, node: usize, due: Instant) {
         let path = "/api/v1/scoreboard/top?limit=10";
-        self.call(node, due, Method::GET, path, &[], Bytes::new())
+        self.call(node, due, (Method::GET, path, TOP), &[], Bytes::new())
             .await;
     }
 
-    /// Sends one request to `node` and records it; the body of a 2xx answer.
+    /// Sends one request (method, path, route name) to `node` and records it; the body of a
+    /// 2xx answer.
     async fn call(
         &self,
         node: usize,
         due: Instant,
-        method: Method,
-        path: &str,
+        (method, path, route): (Method, &str, &'static str),
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Option<Bytes> {
         let answer = self.pools[node].send(method, path, headers, body).await;
+        let record = |error| self.record(node, due, route, error);
         match answer {
             Ok((status, body)) if (200..300).contains(&status) => {
-                self.record(node, due, None);
+                record(None);
                 Some(body)
             }
             Ok((status, body)) => {
@@ -364,23 +381,27 @@ impl Load {
                         String::from_utf8_lossy(&body)
                     );
                 }
-                self.record(node, due, Some(status));
+                record(Some(status));
                 None
             }
             Err(_) => {
-                self.record(node, due, Some(0));
+                record(Some(0));
                 None
             }
         }
     }
 
-    /// Counts one request of `node`, with its latency since `due` and its error status if any.
-    fn record(&self, node: usize, due: Instant, error: Option<u16>) {
+    /// Counts one request of `node` to `route`, with its latency since `due` and its error
+    /// status if any.
+    fn record(&self, node: usize, due: Instant, route: &'static str, error: Option<u16>) {
         let micros = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
         if let Ok(mut window) = self.window.lock() {
             let w = &mut window[node];
             w.requests += 1;
             w.latency.saturating_record(micros.max(1));
+            if let Some(latency) = w.by_route.get_mut(route) {
+                latency.saturating_record(micros.max(1));
+            }
             if let Some(status) = error {
                 *w.errors.entry(status).or_default() += 1;
             }

@@ -4,11 +4,11 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::SoakArgs;
-use super::load::MIX_TEXT;
+use super::load::{MIX_TEXT, ROUTES};
 use super::probe::Probe;
 use super::trend::{
-    Bounds, DEDICATED_POSTGRES, ERROR_RATE_MAX, FD_SLOPE_MAX, HEAP_SLOPE_MAX_MIB, NodeSample,
-    RSS_SLOPE_MAX_MIB, Trend, Window, totals,
+    Bounds, DEDICATED_POSTGRES, ERROR_RATE_MAX, FD_SLOPE_MAX, HEAP_SLOPE_MAX_MIB, LatencyDrift,
+    NodeSample, P50_GROWTH_MAX, P99_GROWTH_MAX, RSS_SLOPE_MAX_MIB, Trend, Window, totals,
 };
 use crate::bench::machine::Machine;
 use crate::bench::report::ms;
@@ -108,23 +108,22 @@ pub fn section(s: &Summary<'_>) -> String {
     let after = s.windows.get(s.warm_up..).unwrap_or_default();
     let _ = write!(
         out,
-        "\nTrend after {warm} min of warm-up (least-squares slope over the {n} later windows):\n\n\
-         | node | live heap slope | RSS slope | other fds slope | other fds first → last | p99 first → last |\n|---|---:|---:|---:|---:|---:|\n",
+        "\nTrend after {warm} min of warm-up (least-squares slope over the {n} later windows; \
+         latency: the first third of them → the last third):\n\n\
+         | node | live heap slope | RSS slope | other fds slope | other fds first → last | p50 | p99 |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
         warm = s.warm_up as f64 * s.window.as_secs_f64() / 60.0,
         n = after.len(),
     );
     for (node, name) in NODES.iter().enumerate() {
-        let p99 = |w: Option<&Window>| {
-            w.map_or("–".to_owned(), |w| {
-                ms(w.nodes[node].answers.latency.value_at_quantile(0.99))
-            })
-        };
-        let p99s = format!("{} → {}", p99(after.first()), p99(after.last()));
+        let drift = drift_cells(LatencyDrift::of(after, |w| {
+            vec![&w.nodes[node].answers.latency]
+        }));
         match Trend::of(after, node) {
             Some(t) => {
                 let _ = writeln!(
                     out,
-                    "| {name} | {} | {:+.3} MiB/min | {:+.2}/min | {} → {} | {p99s} |",
+                    "| {name} | {} | {:+.3} MiB/min | {:+.2}/min | {} → {} | {drift} |",
                     t.heap_mib_per_min
                         .map_or("–".to_owned(), |h| format!("{h:+.3} MiB/min")),
                     t.rss_mib_per_min,
@@ -134,9 +133,21 @@ pub fn section(s: &Summary<'_>) -> String {
                 );
             }
             None => {
-                let _ = writeln!(out, "| {name} | – | – | – | – | {p99s} |");
+                let _ = writeln!(out, "| {name} | – | – | – | – | {drift} |");
             }
         }
+    }
+    out.push_str(
+        "\nLatency by route, both nodes, the same thirds:\n\n| route | p50 | p99 |\n|---|---:|---:|\n",
+    );
+    for route in ROUTES {
+        let drift = LatencyDrift::of(after, |w| {
+            w.nodes
+                .iter()
+                .filter_map(|n| n.answers.by_route.get(route))
+                .collect()
+        });
+        let _ = writeln!(out, "| {route} | {} |", drift_cells(drift));
     }
     let _ = write!(
         out,
@@ -146,7 +157,8 @@ pub fn section(s: &Summary<'_>) -> String {
          steadily (slope ≤ {FD_SLOPE_MAX}/min or no more at the end); in every window at most \
          {pg} Postgres connections (pool of {pool} + {DEDICATED_POSTGRES} LISTEN), {redis} Redis \
          (pool + subscription) and {http} HTTP (the load generator's limit) per node, since \
-         pools open connections on demand up to their size; errors ≤ {:.1} %. Requests \
+         pools open connections on demand up to their size; per node, p50 of the last third ≤ \
+         {P50_GROWTH_MAX}× the first third's and p99 ≤ {P99_GROWTH_MAX}×; errors ≤ {:.1} %. Requests \
          {requests}, errors {errors} ({:.3} %). Verdict: {verdict}.\n\n<details><summary>Every \
          window</summary>\n\n{HEADER}",
         ERROR_RATE_MAX * 100.0,
@@ -201,6 +213,19 @@ fn row(label: &str, name: &str, n: &NodeSample) -> String {
         ms(n.answers.latency.value_at_quantile(0.5)),
         ms(n.answers.latency.value_at_quantile(0.99)),
     )
+}
+
+/// `p50 early → late | p99 early → late` table cells, or dashes.
+fn drift_cells(drift: Option<LatencyDrift>) -> String {
+    drift.map_or("– | –".to_owned(), |d| {
+        format!(
+            "{} → {} | {} → {}",
+            ms(d.p50.0),
+            ms(d.p50.1),
+            ms(d.p99.0),
+            ms(d.p99.1)
+        )
+    })
 }
 
 /// The live heap as `12.3 MiB`, or `–` when the node did not report it.

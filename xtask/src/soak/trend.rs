@@ -1,5 +1,7 @@
 //! Windows, trends and the verdict of a soak.
 
+use hdrhistogram::Histogram;
+
 use super::load::NodeWindow;
 use super::probe::Probe;
 
@@ -14,6 +16,11 @@ pub const RSS_SLOPE_MAX_MIB: f64 = 1.0;
 /// minute on a node (a leak of one file, pipe or socket every two minutes would show).
 /// Connections are held to their bounds instead ([`Bounds`]).
 pub const FD_SLOPE_MAX: f64 = 0.5;
+/// After warm-up, a node's median latency over the last third of the windows may be at most this
+/// many times that over the first third.
+pub const P50_GROWTH_MAX: f64 = 1.5;
+/// The same for the 99th percentile (noisier: a few slow requests move it).
+pub const P99_GROWTH_MAX: f64 = 2.0;
 /// Most errors, as a fraction of all requests.
 pub const ERROR_RATE_MAX: f64 = 0.001;
 
@@ -129,6 +136,51 @@ impl Trend {
     }
 }
 
+/// Latency early and late after warm-up: the first and the last third of the windows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyDrift {
+    /// p50 early and late, µs.
+    pub p50: (u64, u64),
+    /// p99 early and late, µs.
+    pub p99: (u64, u64),
+}
+
+impl LatencyDrift {
+    /// The drift of the latencies `pick` takes from each window (merged over the windows of each
+    /// third); `None` under three windows or with no latency in a third.
+    pub fn of<W>(windows: &[W], pick: impl Fn(&W) -> Vec<&Histogram<u64>>) -> Option<Self> {
+        let third = windows.len() / 3;
+        if third == 0 {
+            return None;
+        }
+        let merge = |part: &[W]| {
+            let mut all = Histogram::<u64>::new(3).ok()?;
+            for h in part.iter().flat_map(&pick) {
+                all.add(h).ok()?;
+            }
+            (!all.is_empty()).then_some(all)
+        };
+        let early = merge(&windows[..third])?;
+        let late = merge(&windows[windows.len() - third..])?;
+        let at = |q| (early.value_at_quantile(q), late.value_at_quantile(q));
+        Some(Self {
+            p50: at(0.5),
+            p99: at(0.99),
+        })
+    }
+
+    /// Whether latency grows beyond the limits; the message says which.
+    pub fn growth(&self) -> Option<String> {
+        let ratio = |(early, late): (u64, u64)| late as f64 / early.max(1) as f64;
+        let (p50, p99) = (ratio(self.p50), ratio(self.p99));
+        (p50 > P50_GROWTH_MAX || p99 > P99_GROWTH_MAX).then(|| {
+            format!(
+                "latency grows after warm-up: p50 {p50:.2}× (limit {P50_GROWTH_MAX}×), p99 {p99:.2}× (limit {P99_GROWTH_MAX}×), last third against first"
+            )
+        })
+    }
+}
+
 /// The least-squares slope of `y` over `x` (0 when `x` does not vary).
 pub fn slope(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len().min(y.len()) as f64;
@@ -178,6 +230,10 @@ pub fn failures(windows: &[Window], warm_up: usize, bounds: &Bounds) -> Vec<Stri
         if let Some(growth) = trend.memory_growth() {
             out.push(format!("node {name}: {growth}"));
         }
+        let drift = LatencyDrift::of(after, |w| vec![&w.nodes[node].answers.latency]);
+        if let Some(growth) = drift.and_then(|d| d.growth()) {
+            out.push(format!("node {name}: {growth}"));
+        }
         if trend.fds_grow() {
             out.push(format!(
                 "node {name}: fds other than connections grow {:.2}/min after warm-up ({} → {}, limit {FD_SLOPE_MAX}/min)",
@@ -200,7 +256,7 @@ pub fn failures(windows: &[Window], warm_up: usize, bounds: &Bounds) -> Vec<Stri
 
 #[cfg(test)]
 mod tests {
-    use super::{Bounds, Probe, Trend, slope};
+    use super::{Bounds, LatencyDrift, Probe, Trend, slope};
 
     #[test]
     fn the_live_heap_decides_a_leak_where_it_is_known() {
@@ -250,6 +306,26 @@ mod tests {
             bounds.exceeded(&many_clients),
             vec![("HTTP connections", 9, 8)]
         );
+    }
+
+    #[test]
+    fn latency_drift_compares_the_last_third_with_the_first() {
+        let window = |micros: u64| {
+            let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+            h.record_n(micros, 100).unwrap();
+            h
+        };
+        let steady: Vec<_> = [1000, 1100, 900, 1000, 1050, 1000].map(window).into();
+        fn pick(h: &hdrhistogram::Histogram<u64>) -> Vec<&hdrhistogram::Histogram<u64>> {
+            vec![h]
+        }
+        let drift = LatencyDrift::of(&steady, pick).unwrap();
+        assert_eq!(drift.growth(), None);
+        let slowing: Vec<_> = [1000, 1000, 1400, 1800, 2400, 2600].map(window).into();
+        let drift = LatencyDrift::of(&slowing, pick).unwrap();
+        assert!(drift.p50.1 > 2 * drift.p50.0);
+        assert!(drift.growth().unwrap().contains("p50"));
+        assert_eq!(LatencyDrift::of(&steady[..2], pick), None);
     }
 
     #[test]
