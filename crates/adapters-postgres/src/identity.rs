@@ -244,17 +244,20 @@ impl UserStore for PgUserStore {
         users_from_rows(rows)
     }
 
-    async fn role_of(&self, id: UserId) -> Result<Option<Role>, StoreError> {
+    async fn role_and_email(&self, id: UserId) -> Result<Option<(Role, Email)>, StoreError> {
         let mut conn = self.pool.get().await?;
-        let role: Option<String> = users::table
+        let row: Option<(String, String)> = users::table
             .filter(users::id.eq(id.as_uuid()))
-            .select(users::role)
+            .select((users::role, users::email))
             .first(&mut conn)
             .await
             .optional()
             .map_err(query_error)?;
-        role.map(|role| stored_role(&role, id.as_uuid()))
-            .transpose()
+        row.map(|(role, email)| {
+            let email = Email::parse(&email).map_err(|e| corrupt(format!("email of {id}: {e}")))?;
+            Ok((stored_role(&role, id.as_uuid())?, email))
+        })
+        .transpose()
     }
 
     async fn set_role(&self, id: UserId, role: Role) -> Result<Option<(Role, Role)>, StoreError> {

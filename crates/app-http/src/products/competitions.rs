@@ -18,8 +18,8 @@ use keel_adapters_postgres::competitions::PgCompetitionStore;
 use keel_domain::StoreError;
 use keel_domain::competitions::{
     Competition, CompetitionDraft, CompetitionError, CompetitionId, CompetitionService,
-    CompetitionStore, NewRegistration, Registered, RegistrationReceipt, ReleaseDeletedSeats,
-    ReleaseDeletedSeatsHandler, SendReminder, SendReminderHandler,
+    CompetitionStore, DefinitionCache, NewRegistration, Registered, RegistrationReceipt,
+    ReleaseDeletedSeats, ReleaseDeletedSeatsHandler, SendReminder, SendReminderHandler,
 };
 use keel_domain::events::DomainEvent;
 use keel_domain::idempotency::{Claim, StoredResponse};
@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::http::auth::Authenticated;
+use crate::http::auth::{Authenticated, CallerEmail};
 use crate::http::idempotency::{IdempotencyClaim, idempotency_optional, stored_json};
 use crate::http::page::{self, TimeCursor};
 use crate::http::rate_limit::rate_limit;
@@ -43,6 +43,8 @@ use crate::state::AppState;
 pub struct Competitions {
     /// Competitions and registrations.
     pub store: Arc<dyn CompetitionStore>,
+    /// The competition definitions this node keeps for registrations.
+    pub definitions: Arc<DefinitionCache>,
 }
 
 impl Competitions {
@@ -50,6 +52,7 @@ impl Competitions {
     pub fn memory(jobs: &MemoryJobQueue) -> Self {
         Self {
             store: Arc::new(MemoryCompetitionStore::new(jobs.clone())),
+            definitions: Arc::default(),
         }
     }
 
@@ -57,15 +60,15 @@ impl Competitions {
     pub fn postgres(pool: &PgPool) -> Self {
         Self {
             store: Arc::new(PgCompetitionStore::new(pool.clone())),
+            definitions: Arc::default(),
         }
     }
 }
 
 fn service(state: &AppState) -> CompetitionService {
-    CompetitionService::new(
-        state.stores.products.competitions.store.clone(),
-        state.clock.clone(),
-    )
+    let competitions = &state.stores.products.competitions;
+    CompetitionService::new(competitions.store.clone(), state.clock.clone())
+        .with_definitions(Arc::clone(&competitions.definitions))
 }
 
 /// Mounts the product's routes inside `/api/v1`.
@@ -408,22 +411,17 @@ pub async fn list_competitions(
 pub async fn register(
     state: web::Data<AppState>,
     caller: Authenticated,
+    email: CallerEmail,
     claim: Option<IdempotencyClaim>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let user = caller.0.id();
-    let Some(account) = state.stores.users.find_by_id(user).await? else {
-        return Err(ApiError::problem(
-            ProblemType::NOT_FOUND,
-            "your account no longer exists",
-        ));
-    };
     let receipt = claim.map(ReplayReceipt);
     let registered = service(&state)
         .register(
             CompetitionId(path.into_inner()),
             user,
-            account.email.as_str(),
+            email.0.as_str(),
             receipt.as_ref().map(|r| r as &dyn RegistrationReceipt),
         )
         .await

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::definitions::DefinitionCache;
 use super::mails::{SendReminder, confirmation_mail};
 use super::store::{CompetitionStore, RegisterOutcome, RegistrationReceipt, WithdrawOutcome};
 use super::values::{
@@ -58,12 +59,26 @@ pub struct Registered {
 pub struct CompetitionService {
     store: Arc<dyn CompetitionStore>,
     clock: Arc<dyn Clock>,
+    definitions: Arc<DefinitionCache>,
 }
 
 impl CompetitionService {
     /// The use cases over `store`, with "now" from `clock`.
     pub fn new(store: Arc<dyn CompetitionStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            definitions: Arc::default(),
+        }
+    }
+
+    /// The same use cases keeping competition definitions in `definitions` (share one cache
+    /// between the services of a node, e.g. one service per request).
+    pub fn with_definitions(self, definitions: Arc<DefinitionCache>) -> Self {
+        Self {
+            definitions,
+            ..self
+        }
     }
 
     /// Validates and stores a new competition created by `creator`.
@@ -108,7 +123,10 @@ impl CompetitionService {
         receipt: Option<&dyn RegistrationReceipt>,
     ) -> Result<Registered, CompetitionError> {
         let now = self.clock.now();
-        let found = self.get(competition).await?;
+        let found = match self.definitions.get(competition) {
+            Some(kept) => kept,
+            None => self.definitions.keep(self.get(competition).await?),
+        };
         if !found.registration_open(now) {
             return Err(CompetitionError::Closed);
         }
@@ -259,6 +277,38 @@ mod tests {
             None,
         ));
         assert_eq!(done.map(|r| r.seats_left).ok(), Some(1));
+    }
+
+    #[test]
+    fn registrations_read_a_competition_once_per_shared_cache() {
+        let c = competition(Duration::hours(2));
+        let mut store = MockCompetitionStore::new();
+        let found = c.clone();
+        store
+            .expect_get()
+            .times(1)
+            .returning(move |_| Ok(Some(found.clone())));
+        store.expect_register().times(3).returning(|_, _, _, _| {
+            Ok(RegisterOutcome::Registered {
+                seats_left: 1,
+                receipt_stored: false,
+            })
+        });
+        let store: Arc<dyn CompetitionStore> = Arc::new(store);
+        let cache = Arc::new(DefinitionCache::default());
+        for _ in 0..3 {
+            // A new service per call, as a handler builds one per request.
+            let service = CompetitionService::new(Arc::clone(&store), Arc::new(SystemClock))
+                .with_definitions(Arc::clone(&cache));
+            let done = futures_executor::block_on(service.register(
+                c.id,
+                UserId(Uuid::new_v4()),
+                "a@b.test",
+                None,
+            ));
+            assert!(done.is_ok());
+        }
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

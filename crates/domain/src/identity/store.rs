@@ -41,10 +41,14 @@ pub trait UserStore: Send + Sync {
     /// The user with this id, if any.
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
 
-    /// The stored role of the user with this id, if any: what every state-changing request
-    /// checks, so adapters answer it without reading personal data.
-    async fn role_of(&self, id: UserId) -> Result<Option<Role>, StoreError> {
-        Ok(self.find_by_id(id).await?.map(|user| user.role))
+    /// The stored role and email address of the user with this id, if any: what every
+    /// state-changing request checks (and what a handler writing to the caller needs), so
+    /// adapters answer it with one read and without the sealed personal data.
+    async fn role_and_email(&self, id: UserId) -> Result<Option<(Role, Email)>, StoreError> {
+        Ok(self
+            .find_by_id(id)
+            .await?
+            .map(|user| (user.role, user.email)))
     }
 
     /// Sets a user's role; returns the role before and after, or `None` when there is no such user.
