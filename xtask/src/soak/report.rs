@@ -116,9 +116,7 @@ pub fn section(s: &Summary<'_>) -> String {
         n = after.len(),
     );
     for (node, name) in NODES.iter().enumerate() {
-        let drift = drift_cells(LatencyDrift::of(after, |w| {
-            vec![&w.nodes[node].answers.latency]
-        }));
+        let drift = drift_cells(LatencyDrift::of_node(after, node));
         match Trend::of(after, node) {
             Some(t) => {
                 let _ = writeln!(

@@ -169,6 +169,11 @@ impl LatencyDrift {
         })
     }
 
+    /// The drift of `node`'s latency over all its routes.
+    pub fn of_node(windows: &[Window], node: usize) -> Option<Self> {
+        Self::of(windows, |w| vec![&w.nodes[node].answers.latency])
+    }
+
     /// Whether latency grows beyond the limits; the message says which.
     pub fn growth(&self) -> Option<String> {
         let ratio = |(early, late): (u64, u64)| late as f64 / early.max(1) as f64;
@@ -230,7 +235,7 @@ pub fn failures(windows: &[Window], warm_up: usize, bounds: &Bounds) -> Vec<Stri
         if let Some(growth) = trend.memory_growth() {
             out.push(format!("node {name}: {growth}"));
         }
-        let drift = LatencyDrift::of(after, |w| vec![&w.nodes[node].answers.latency]);
+        let drift = LatencyDrift::of_node(after, node);
         if let Some(growth) = drift.and_then(|d| d.growth()) {
             out.push(format!("node {name}: {growth}"));
         }
