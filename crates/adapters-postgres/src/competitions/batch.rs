@@ -21,7 +21,9 @@
 //! 4. each receipt is computed by its caller (it borrows the caller's data, so the driver asks
 //!    over a channel) and stored with `complete_in` inside a SAVEPOINT; a receipt that fails
 //!    (claim lost, caller gone) deletes that caller's row again and answers that caller with the
-//!    error, without touching the others;
+//!    error, without touching the others; the callers after it in the batch are asked again
+//!    with the seat it freed counted, so every kept caller's response names the seats really
+//!    left after its own registration;
 //! 5. the jobs of the rows kept are inserted, `seats_taken` is raised once by their number, and
 //!    the transaction commits; only then does every caller get its own outcome. A failed batch
 //!    answers every caller with the error: nothing of it committed.
@@ -74,7 +76,7 @@ enum ToCaller {
     /// Compute your receipt's response for `seats_left` and send it back.
     Respond {
         seats_left: u32,
-        reply: oneshot::Sender<Result<(Claim, StoredResponse), StoreError>>,
+        reply: oneshot::Sender<ReceiptAnswer>,
     },
     /// The batch is over: your outcome.
     Done(Result<RegisterOutcome, StoreError>),
@@ -344,6 +346,27 @@ async fn insert_jobs(
     Ok(())
 }
 
+/// A caller's answer to [`ToCaller::Respond`]: its claim and the response to store.
+type ReceiptAnswer = Result<(Claim, StoredResponse), StoreError>;
+
+/// Asks `call`'s caller for its receipt's response given `seats_left`; `None` if it is gone.
+fn ask_receipt(call: &Call, seats_left: u32) -> Option<oneshot::Receiver<ReceiptAnswer>> {
+    let (reply, answer) = oneshot::channel();
+    call.to_caller
+        .send(ToCaller::Respond { seats_left, reply })
+        .ok()
+        .map(|()| answer)
+}
+
+/// Waits for an answer asked with [`ask_receipt`]; a caller that went away is an error.
+async fn receive_receipt(answer: Option<oneshot::Receiver<ReceiptAnswer>>) -> ReceiptAnswer {
+    let gone = || StoreError::unavailable("postgres", "the caller is gone");
+    match answer {
+        Some(answer) => answer.await.unwrap_or_else(|_| Err(gone())),
+        None => Err(gone()),
+    }
+}
+
 /// Stores `claim`'s response inside a savepoint, so a failure leaves the batch usable.
 async fn store_receipt(
     conn: &mut AsyncPgConnection,
@@ -464,35 +487,38 @@ async fn register_batch(
         })
         .collect();
 
-    // Receipts: ask every caller first, then store the answers one by one.
-    let mut asked = Vec::new();
+    // Receipts: ask every caller first, then store the answers one by one, in arrival order.
+    let mut asked: HashMap<usize, Option<oneshot::Receiver<ReceiptAnswer>>> = HashMap::new();
     for &(i, left) in &seats_left {
         if batch[i].wants_receipt {
-            let (reply, answer) = oneshot::channel();
-            let sent = batch[i].to_caller.send(ToCaller::Respond {
-                seats_left: left,
-                reply,
-            });
-            asked.push((i, sent.is_ok().then_some(answer)));
+            asked.insert(i, ask_receipt(&batch[i], left));
         }
     }
     let mut dropped: Vec<Uuid> = Vec::new();
-    for (i, answer) in asked {
-        let answer = match answer {
-            Some(answer) => answer
-                .await
-                .unwrap_or_else(|_| Err(StoreError::unavailable("postgres", "the caller is gone"))),
-            None => Err(StoreError::unavailable("postgres", "the caller is gone")),
-        };
-        let stored = match answer {
-            Ok((claim, response)) => store_receipt(conn, &claim, &response).await?,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = stored {
-            // This caller's seat is not kept: its response could not commit with it.
-            dropped.push(batch[i].registration.id.0);
-            outcomes[i] = Some(Err(e));
+    let mut kept: Vec<(usize, u32)> = Vec::new();
+    for (i, left) in seats_left {
+        // Every seat dropped before this one is free again: one more left after this caller.
+        let shift = u32::try_from(dropped.len()).unwrap_or(u32::MAX);
+        let left = left.saturating_add(shift);
+        if let Some(answer) = asked.remove(&i) {
+            let answer = if shift == 0 {
+                answer
+            } else {
+                // The response already computed names the wrong count: ask again.
+                ask_receipt(&batch[i], left)
+            };
+            let stored = match receive_receipt(answer).await {
+                Ok((claim, response)) => store_receipt(conn, &claim, &response).await?,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = stored {
+                // This caller's seat is not kept: its response could not commit with it.
+                dropped.push(batch[i].registration.id.0);
+                outcomes[i] = Some(Err(e));
+                continue;
+            }
         }
+        kept.push((i, left));
     }
     if !dropped.is_empty() {
         diesel::delete(registrations::table.filter(registrations::id.eq_any(&dropped)))
@@ -500,10 +526,6 @@ async fn register_batch(
             .await?;
     }
 
-    let kept: Vec<&(usize, u32)> = seats_left
-        .iter()
-        .filter(|(i, _)| !dropped.contains(&batch[*i].registration.id.0))
-        .collect();
     let calls: Vec<&Call> = kept.iter().map(|(i, _)| &batch[*i]).collect();
     insert_jobs(conn, &calls).await?;
     if !kept.is_empty() {
@@ -513,7 +535,7 @@ async fn register_batch(
             .execute(conn)
             .await?;
     }
-    for &&(i, left) in &kept {
+    for &(i, left) in &kept {
         outcomes[i] = Some(Ok(RegisterOutcome::Registered {
             seats_left: left,
             receipt_stored: batch[i].wants_receipt,
