@@ -54,10 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 created_at: now,
             })
             .await?;
-        match competitions
-            .register(cup.id, id, email.as_str(), None)
-            .await
-        {
+        match competitions.register(cup.id, id, None).await {
             Ok(r) => println!("runner {n}: registered, {} seat(s) left", r.seats_left),
             Err(CompetitionError::Full) => println!("runner {n}: competition full"),
             Err(e) => println!("runner {n}: {e}"),
@@ -68,10 +65,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (first, _) = &registrants[0];
     competitions.withdraw(cup.id, *first).await?;
     println!("runner 1 withdrew");
-    let (fourth, email) = &registrants[3];
-    let taken = competitions
-        .register(cup.id, *fourth, email.as_str(), None)
-        .await?;
+    let (fourth, _) = &registrants[3];
+    let taken = competitions.register(cup.id, *fourth, None).await?;
     println!("runner 4 took the freed seat, {} left", taken.seats_left);
 
     let seats = competitions.get(cup.id).await?;

@@ -341,7 +341,7 @@ mod tests {
                         let register = next() % 3 != 0;
                         tokio::spawn(async move {
                             if register {
-                                let _ = service.register(c.id, user, "r@x.test", None).await;
+                                let _ = service.register(c.id, user, None).await;
                             } else {
                                 let _ = service.withdraw(c.id, user).await;
                             }

@@ -1,4 +1,5 @@
-//! The built-in mail sender in memory: delivered mail lands in a per-process mailbox.
+//! The built-in mail sender in memory: delivered mail lands in a per-process mailbox, listed by
+//! recipient account (the address it was sent to is not kept).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -6,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::identity::user::UserId;
+use keel_domain::identity::values::Email;
 use keel_domain::mail::{DeliveredMail, Mail, MailCursor, MailSender, Mailbox};
 
 /// [`MailSender`] and [`Mailbox`] over one in-memory list. Clones share it.
@@ -27,7 +29,7 @@ impl MemoryMailbox {
 
 #[async_trait]
 impl MailSender for MemoryMailbox {
-    async fn send(&self, mail: &Mail, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn send(&self, mail: &Mail, _to: &Email, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut delivered = self.lock();
         if delivered.iter().all(|d| d.mail.id != mail.id) {
             delivered.push(DeliveredMail {

@@ -2,7 +2,8 @@
 //! where its recipient reads it ([`Mailbox`]).
 //!
 //! A message's id is the row's primary key, so delivering it twice (mail jobs run at least once)
-//! stores it once. Rows go with their user (`ON DELETE CASCADE`).
+//! stores it once. Rows are listed by recipient account and go with it (`ON DELETE CASCADE`);
+//! the address a message was sent to is not stored (it is personal data, and the account has it).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use keel_domain::StoreError;
 use keel_domain::identity::user::UserId;
+use keel_domain::identity::values::Email;
 use keel_domain::mail::{DeliveredMail, Mail, MailCursor, MailSender, Mailbox};
 use uuid::Uuid;
 
@@ -36,7 +38,6 @@ impl PgMailbox {
 struct Row {
     id: Uuid,
     user_id: Uuid,
-    to_address: String,
     subject: String,
     body: String,
     sent_at: DateTime<Utc>,
@@ -48,7 +49,6 @@ impl From<Row> for DeliveredMail {
             mail: Mail {
                 id: row.id,
                 user_id: row.user_id,
-                to: row.to_address,
                 subject: row.subject,
                 body: row.body,
             },
@@ -59,13 +59,12 @@ impl From<Row> for DeliveredMail {
 
 #[async_trait]
 impl MailSender for PgMailbox {
-    async fn send(&self, mail: &Mail, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn send(&self, mail: &Mail, _to: &Email, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut conn = self.pool.get().await?;
         diesel::insert_into(mailbox_table::table)
             .values((
                 dsl::id.eq(mail.id),
                 dsl::user_id.eq(mail.user_id),
-                dsl::to_address.eq(&mail.to),
                 dsl::subject.eq(&mail.subject),
                 dsl::body.eq(&mail.body),
                 dsl::sent_at.eq(now),

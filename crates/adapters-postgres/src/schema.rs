@@ -91,7 +91,6 @@ diesel::table! {
     mailbox (id) {
         id -> Uuid,
         user_id -> Uuid,
-        to_address -> Text,
         subject -> Text,
         body -> Text,
         sent_at -> Timestamptz,

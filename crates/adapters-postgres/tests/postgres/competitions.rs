@@ -341,7 +341,7 @@ async fn concurrent_registrations_are_group_committed_without_oversell() {
             user_id: u,
             registered_at: now,
         };
-        let jobs = registration_jobs(&new, "racer@example.test", &c, now).expect("jobs");
+        let jobs = registration_jobs(&new, &c, now).expect("jobs");
         (new, jobs, now)
     };
 

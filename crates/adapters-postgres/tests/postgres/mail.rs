@@ -3,6 +3,7 @@ use diesel_async::RunQueryDsl;
 use keel_adapters_postgres::PgMailbox;
 use keel_adapters_postgres::testkit::TestDatabase;
 use keel_domain::identity::user::UserId;
+use keel_domain::identity::values::Email;
 use keel_domain::mail::{Mail, MailSender, Mailbox};
 use uuid::Uuid;
 
@@ -21,11 +22,15 @@ async fn insert_user(db: &TestDatabase) -> Uuid {
     id
 }
 
+/// The address a test mail is sent to (the mailbox does not keep it).
+fn to() -> Email {
+    Email::parse("reader@example.com").unwrap()
+}
+
 fn mail(user: Uuid, subject: &str) -> Mail {
     Mail {
         id: Uuid::new_v4(),
         user_id: user,
-        to: "reader@example.com".into(),
         subject: subject.into(),
         body: format!("body of {subject}"),
     }
@@ -40,8 +45,11 @@ async fn delivering_the_same_mail_twice_stores_it_once() {
     let user = insert_user(&db).await;
     let m = mail(user, "hello");
     let now = Utc::now();
-    mailbox.send(&m, now).await.unwrap();
-    mailbox.send(&m, now + Duration::seconds(5)).await.unwrap();
+    mailbox.send(&m, &to(), now).await.unwrap();
+    mailbox
+        .send(&m, &to(), now + Duration::seconds(5))
+        .await
+        .unwrap();
     let listed = mailbox.list(UserId(user), None, 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].mail, m);
@@ -62,11 +70,11 @@ async fn the_mailbox_pages_newest_first_and_forgets() {
     let mut sent = Vec::new();
     for (i, at) in at.iter().enumerate() {
         let m = mail(user, &format!("m{i}"));
-        mailbox.send(&m, *at).await.unwrap();
+        mailbox.send(&m, &to(), *at).await.unwrap();
         sent.push(m);
     }
     mailbox
-        .send(&mail(someone_else, "not yours"), start)
+        .send(&mail(someone_else, "not yours"), &to(), start)
         .await
         .unwrap();
 
@@ -116,7 +124,10 @@ async fn deleting_a_user_deletes_their_mail() {
     };
     let mailbox = PgMailbox::new(db.pool().clone());
     let user = insert_user(&db).await;
-    mailbox.send(&mail(user, "bye"), Utc::now()).await.unwrap();
+    mailbox
+        .send(&mail(user, "bye"), &to(), Utc::now())
+        .await
+        .unwrap();
     let mut conn = db.pool().get().await.unwrap();
     diesel::sql_query("DELETE FROM users WHERE id = $1")
         .bind::<diesel::sql_types::Uuid, _>(user)
@@ -131,5 +142,10 @@ async fn deleting_a_user_deletes_their_mail() {
             .is_empty()
     );
     // A message for a user who does not exist is refused.
-    assert!(mailbox.send(&mail(user, "late"), Utc::now()).await.is_err());
+    assert!(
+        mailbox
+            .send(&mail(user, "late"), &to(), Utc::now())
+            .await
+            .is_err()
+    );
 }

@@ -21,6 +21,7 @@ pub fn registry(state: &AppState) -> JobRegistry {
     let mut registry = JobRegistry::new();
     registry
         .register::<SendMail>(SendMailHandler::new(
+            stores.users.clone(),
             stores.mail_sender.clone(),
             clock.clone(),
         ))

@@ -14,7 +14,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use keel_domain::identity::user::UserId;
-use keel_domain::identity::values::{Email, Role};
+use keel_domain::identity::values::Role;
 
 use super::principal::Principal;
 use super::{ApiError, ProblemType};
@@ -42,10 +42,7 @@ pub async fn authenticate(
     // changing things as admin. State changes use the stored account; reads stay a token check.
     if !req.method().is_safe() {
         match state.stores.users.role_and_email(principal.id()).await {
-            Ok(Some((role, email))) => {
-                principal.role = role;
-                req.extensions_mut().insert(CallerEmail(email));
-            }
+            Ok(Some((role, _))) => principal.role = role,
             Ok(None) => return Ok(refuse(req, "the access token's account no longer exists")),
             Err(e) => return Ok(req.error_response(ApiError::from(e))),
         }
@@ -139,29 +136,6 @@ impl FromRequest for Authenticated {
                     )
                 }),
         )
-    }
-}
-
-/// The caller's stored email address, read by [`authenticate`] with the stored role on a
-/// state-changing request, so a handler that writes to the caller needs no second read.
-#[derive(Debug, Clone)]
-pub struct CallerEmail(pub Email);
-
-impl FromRequest for CallerEmail {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let found = Authenticated::from_request(req, payload)
-            .into_inner()
-            .and_then(|_| {
-                req.extensions().get::<Self>().cloned().ok_or_else(|| {
-                    ApiError::Internal(
-                        "the caller's email is read only for state-changing requests".into(),
-                    )
-                })
-            });
-        std::future::ready(found)
     }
 }
 

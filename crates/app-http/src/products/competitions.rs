@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::http::auth::{Authenticated, CallerEmail};
+use crate::http::auth::Authenticated;
 use crate::http::idempotency::{IdempotencyClaim, idempotency_optional, stored_json};
 use crate::http::page::{self, TimeCursor};
 use crate::http::rate_limit::rate_limit;
@@ -102,6 +102,7 @@ pub fn configure(api: &mut web::ServiceConfig) {
 pub fn register_jobs(registry: &mut JobRegistry, state: &AppState) {
     registry.register::<SendReminder>(SendReminderHandler::new(
         state.stores.products.competitions.store.clone(),
+        state.stores.users.clone(),
         state.stores.mail_sender.clone(),
         state.clock.clone(),
     ));
@@ -411,7 +412,6 @@ pub async fn list_competitions(
 pub async fn register(
     state: web::Data<AppState>,
     caller: Authenticated,
-    email: CallerEmail,
     claim: Option<IdempotencyClaim>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
@@ -421,7 +421,6 @@ pub async fn register(
         .register(
             CompetitionId(path.into_inner()),
             user,
-            email.0.as_str(),
             receipt.as_ref().map(|r| r as &dyn RegistrationReceipt),
         )
         .await

@@ -27,13 +27,12 @@ pub struct MailboxQuery {
     pub limit: Option<u32>,
 }
 
-/// One delivered message.
+/// One delivered message (the mailbox is the caller's own, so no recipient address is listed:
+/// keel keeps none with the messages).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MailItem {
     /// Message id.
     pub id: Uuid,
-    /// Recipient address.
-    pub to: String,
     /// Subject line.
     pub subject: String,
     /// Plain-text body.
@@ -78,7 +77,6 @@ pub async fn list_mailbox(
         .into_iter()
         .map(|m| MailItem {
             id: m.mail.id,
-            to: m.mail.to,
             subject: m.mail.subject,
             body: m.mail.body,
             sent_at: m.sent_at,

@@ -471,6 +471,30 @@ async fn confirmations_and_reminders_arrive_but_never_for_withdrawn_seats() {
         subjects.iter().any(|s| s.starts_with("Reminder")),
         "{subjects:?}"
     );
+    // The mail jobs name the account, never its address (personal data outside sealed columns).
+    for kind in [keel_domain::mail::SendMail::KIND, SendReminder::KIND] {
+        let jobs = stores
+            .jobs
+            .list(&JobFilter {
+                kind: Some(kind.to_owned()),
+                limit: 1000,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(!jobs.is_empty(), "{kind} jobs were enqueued");
+        for job in jobs {
+            assert!(
+                !job.payload.to_string().contains('@'),
+                "{kind} payload holds an address: {}",
+                job.payload
+            );
+        }
+    }
+    assert!(
+        !Value::Array(mails).to_string().contains('@'),
+        "the mailbox keeps no address"
+    );
 
     // Starts in three days: the reminder waits two days, and withdrawing cancels it.
     let later = create(
@@ -546,11 +570,15 @@ async fn deleting_a_user_frees_their_seats() {
     let mail = keel_domain::mail::Mail {
         id: uuid::Uuid::now_v7(),
         user_id: gone_id.as_uuid(),
-        to: "gone@minted.test".into(),
         subject: "Hello".into(),
         body: "Personal data".into(),
     };
-    stores.mail_sender.send(&mail, Utc::now()).await.unwrap();
+    let to = keel_domain::identity::values::Email::parse("gone@minted.test").unwrap();
+    stores
+        .mail_sender
+        .send(&mail, &to, Utc::now())
+        .await
+        .unwrap();
     let listed = stores.mailbox.list(gone_id, None, 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     let deleted = app

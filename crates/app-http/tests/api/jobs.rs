@@ -264,7 +264,6 @@ async fn mail_jobs_are_delivered_once_to_the_recipients_mailbox() {
         let mail = Mail {
             id: Uuid::now_v7(),
             user_id,
-            to: "mail@example.com".into(),
             subject: format!("Welcome {n}"),
             body: "You are registered.".into(),
         };
@@ -278,7 +277,10 @@ async fn mail_jobs_are_delivered_once_to_the_recipients_mailbox() {
     let page = wait_for_mail(&app, &token, 3).await;
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 3, "each mail delivered once: {page}");
-    assert_eq!(items[0]["to"], "mail@example.com");
+    assert!(
+        !page.to_string().contains("@"),
+        "no address is kept: {page}"
+    );
     assert!(items[0]["subject"].as_str().unwrap().starts_with("Welcome"));
     assert!(items[0]["sent_at"].as_str().is_some());
 
@@ -330,7 +332,6 @@ async fn with_no_workers_jobs_wait() {
     let mail = Mail {
         id: Uuid::now_v7(),
         user_id: user_id.parse().unwrap(),
-        to: "wait@example.com".into(),
         subject: "Hi".into(),
         body: "…".into(),
     };

@@ -12,9 +12,10 @@ use uuid::Uuid;
 use super::store::CompetitionStore;
 use super::values::{Competition, CompetitionId, RegistrationId};
 use crate::Clock;
+use crate::identity::store::UserStore;
 use crate::identity::user::UserId;
 use crate::jobs::{JobContext, JobFailure, JobHandler, JobKind, KindSettings};
-use crate::mail::{Mail, MailSender, SendMail};
+use crate::mail::{Mail, MailSender, SendMail, deliver};
 
 /// How long before the start the reminder is sent.
 pub fn reminder_lead() -> Duration {
@@ -39,13 +40,11 @@ pub fn mail_id(registration: RegistrationId, purpose: &str) -> Uuid {
 pub fn confirmation_mail(
     registration: RegistrationId,
     user: UserId,
-    to: &str,
     competition: &Competition,
 ) -> Mail {
     Mail {
         id: mail_id(registration, "confirmation"),
         user_id: user.as_uuid(),
-        to: to.to_owned(),
         subject: format!("You are registered for {}", competition.title),
         body: format!(
             "Your seat in \"{}\" is confirmed (registration {registration}). It starts at {}.",
@@ -60,7 +59,6 @@ pub fn reminder_mail(job: &SendReminder) -> Mail {
     Mail {
         id: mail_id(job.registration_id, "reminder"),
         user_id: job.user_id,
-        to: job.to.clone(),
         subject: format!("Reminder: {} starts soon", job.title),
         body: format!(
             "\"{}\" starts at {}. See you there!",
@@ -77,10 +75,8 @@ pub struct SendReminder {
     pub registration_id: RegistrationId,
     /// Its competition.
     pub competition_id: CompetitionId,
-    /// The registrant's account id.
+    /// The registrant's account id (the address is looked up when the reminder is sent).
     pub user_id: Uuid,
-    /// The registrant's address when they registered.
-    pub to: String,
     /// The competition's title.
     pub title: String,
     /// The competition's start.
@@ -112,19 +108,23 @@ impl JobKind for SendReminder {
 #[derive(Clone)]
 pub struct SendReminderHandler {
     store: Arc<dyn CompetitionStore>,
+    users: Arc<dyn UserStore>,
     sender: Arc<dyn MailSender>,
     clock: Arc<dyn Clock>,
 }
 
 impl SendReminderHandler {
-    /// A handler checking registrations in `store` and delivering through `sender`.
+    /// A handler checking registrations in `store` and delivering through `sender` to the
+    /// addresses of `users`.
     pub fn new(
         store: Arc<dyn CompetitionStore>,
+        users: Arc<dyn UserStore>,
         sender: Arc<dyn MailSender>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             store,
+            users,
             sender,
             clock,
         }
@@ -141,43 +141,31 @@ impl JobHandler<SendReminder> for SendReminderHandler {
         if !still_registered {
             return Ok(());
         }
-        self.sender
-            .send(&reminder_mail(&job), self.clock.now())
-            .await?;
+        deliver(
+            &*self.users,
+            &*self.sender,
+            &reminder_mail(&job),
+            self.clock.now(),
+        )
+        .await?;
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
     use crate::SystemClock;
     use crate::competitions::MockCompetitionStore;
     use crate::competitions::values::Registration;
     use crate::jobs::JobId;
-
-    #[derive(Default)]
-    struct Outbox(Mutex<Vec<Mail>>);
-
-    #[async_trait]
-    impl MailSender for Outbox {
-        async fn send(&self, mail: &Mail, _now: DateTime<Utc>) -> Result<(), crate::StoreError> {
-            self.0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(mail.clone());
-            Ok(())
-        }
-    }
+    use crate::mail::fixtures::{Outbox, one_user};
 
     fn job() -> SendReminder {
         SendReminder {
             registration_id: RegistrationId(Uuid::new_v4()),
             competition_id: CompetitionId(Uuid::new_v4()),
             user_id: Uuid::new_v4(),
-            to: "a@b.test".into(),
             title: "Open".into(),
             starts_at: Utc::now() + Duration::days(3),
         }
@@ -228,13 +216,16 @@ mod tests {
             .times(2)
             .returning(move |_| Ok(answers.pop().flatten()));
         let outbox = Arc::new(Outbox::default());
-        let handler =
-            SendReminderHandler::new(Arc::new(store), outbox.clone(), Arc::new(SystemClock));
+        let handler = SendReminderHandler::new(
+            Arc::new(store),
+            Arc::new(one_user(j.user_id, "a@b.test")),
+            outbox.clone(),
+            Arc::new(SystemClock),
+        );
         futures_executor::block_on(async {
             assert!(handler.run(&ctx(), j.clone()).await.is_ok());
             assert!(handler.run(&ctx(), j.clone()).await.is_ok());
         });
-        let sent = outbox.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        assert_eq!(sent, [reminder_mail(&j)]);
+        assert_eq!(outbox.sent(), [(reminder_mail(&j), "a@b.test".to_owned())]);
     }
 }

@@ -112,14 +112,13 @@ impl CompetitionService {
         Ok(self.store.list(after, limit).await?)
     }
 
-    /// Registers `user` (mail address `email`) for `competition`: one seat, a confirmation mail
-    /// and a reminder 24 h before the start, all committed together (with `receipt`, where the
-    /// store can).
+    /// Registers `user` for `competition`: one seat, a confirmation mail and a reminder 24 h
+    /// before the start, all committed together (with `receipt`, where the store can). The mails
+    /// go to the address the account has when they are sent.
     pub async fn register(
         &self,
         competition: CompetitionId,
         user: UserId,
-        email: &str,
         receipt: Option<&dyn RegistrationReceipt>,
     ) -> Result<Registered, CompetitionError> {
         let now = self.clock.now();
@@ -136,7 +135,7 @@ impl CompetitionService {
             user_id: user,
             registered_at: now,
         };
-        let jobs = registration_jobs(&registration, email, &found, now)?;
+        let jobs = registration_jobs(&registration, &found, now)?;
         match self
             .store
             .register(&registration, &jobs, receipt, now)
@@ -196,7 +195,6 @@ impl CompetitionService {
 /// reminder (due [`super::mails::reminder_lead`] before the start, or now).
 pub fn registration_jobs(
     registration: &NewRegistration,
-    email: &str,
     competition: &Competition,
     now: DateTime<Utc>,
 ) -> Result<Vec<crate::jobs::NewJob>, StoreError> {
@@ -204,14 +202,12 @@ pub fn registration_jobs(
     let confirmation = SendMail(confirmation_mail(
         registration.id,
         registration.user_id,
-        email,
         competition,
     ));
     let reminder = SendReminder {
         registration_id: registration.id,
         competition_id: competition.id,
         user_id: registration.user_id.as_uuid(),
-        to: email.to_owned(),
         title: competition.title.clone(),
         starts_at: competition.starts_at,
     };
@@ -270,12 +266,8 @@ mod tests {
                     receipt_stored: false,
                 })
             });
-        let done = futures_executor::block_on(service(store).register(
-            c.id,
-            UserId(Uuid::new_v4()),
-            "a@b.test",
-            None,
-        ));
+        let done =
+            futures_executor::block_on(service(store).register(c.id, UserId(Uuid::new_v4()), None));
         assert_eq!(done.map(|r| r.seats_left).ok(), Some(1));
     }
 
@@ -300,12 +292,8 @@ mod tests {
             // A new service per call, as a handler builds one per request.
             let service = CompetitionService::new(Arc::clone(&store), Arc::new(SystemClock))
                 .with_definitions(Arc::clone(&cache));
-            let done = futures_executor::block_on(service.register(
-                c.id,
-                UserId(Uuid::new_v4()),
-                "a@b.test",
-                None,
-            ));
+            let done =
+                futures_executor::block_on(service.register(c.id, UserId(Uuid::new_v4()), None));
             assert!(done.is_ok());
         }
         assert_eq!(cache.len(), 1);
@@ -320,7 +308,6 @@ mod tests {
         let done = futures_executor::block_on(service(store).register(
             CompetitionId(Uuid::nil()),
             UserId(Uuid::new_v4()),
-            "a@b.test",
             None,
         ));
         assert!(matches!(done, Err(CompetitionError::Closed)));
@@ -343,7 +330,6 @@ mod tests {
             let done = futures_executor::block_on(service(store).register(
                 CompetitionId(Uuid::nil()),
                 UserId(Uuid::new_v4()),
-                "a@b.test",
                 None,
             ));
             assert_eq!(done.err().map(|e| e.to_string()).as_deref(), Some(expected));

@@ -42,8 +42,8 @@ pub trait UserStore: Send + Sync {
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
 
     /// The stored role and email address of the user with this id, if any: what every
-    /// state-changing request checks (and what a handler writing to the caller needs), so
-    /// adapters answer it with one read and without the sealed personal data.
+    /// state-changing request checks and what a mail is sent to, so adapters answer it with one
+    /// read and without the sealed personal data.
     async fn role_and_email(&self, id: UserId) -> Result<Option<(Role, Email)>, StoreError> {
         Ok(self
             .find_by_id(id)

@@ -84,12 +84,7 @@ async fn register_at(
         user_id: user,
         registered_at: now,
     };
-    let jobs = ok(registration_jobs(
-        &registration,
-        "r@competitions.test",
-        c,
-        now,
-    ));
+    let jobs = ok(registration_jobs(&registration, c, now));
     let outcome = ok(f.store.register(&registration, &jobs, None, now).await);
     (registration.id, outcome)
 }
