@@ -10,6 +10,7 @@ mod jobs;
 mod ledger;
 pub(crate) mod loadgen;
 pub(crate) mod machine;
+mod mail_drain;
 pub(crate) mod pg;
 pub(crate) mod process;
 mod redis_benchmark;

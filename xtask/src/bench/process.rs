@@ -30,16 +30,17 @@ impl Server {
     /// A keel binary (the server or an example) with quiet logs and extra env settings.
     pub fn start(binary: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
         let port = free_port()?;
-        let mut cmd = Command::new(binary);
-        // Only what a bench passes selects stores: never inherit the caller's service URLs.
-        cmd.env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("KEEL_MIGRATE")
-            .env("KEEL_BIND", format!("127.0.0.1:{port}"))
-            .env("KEEL_LOG", "warn");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        let cmd = keel_command(binary, port, env);
+        let server = Self::spawn(cmd, port)?;
+        wait_listening(port, Instant::now() + Duration::from_secs(30))?;
+        Ok(server)
+    }
+
+    /// `keel worker` (job workers only, no HTTP listener) with the same settings as [`Self::start`].
+    pub fn start_worker(binary: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
+        let port = free_port()?;
+        let mut cmd = keel_command(binary, port, env);
+        cmd.arg("worker");
         Self::spawn(cmd, port)
     }
 
@@ -49,10 +50,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
-        let server = Self { child, port };
-        wait_listening(port, Instant::now() + Duration::from_secs(30))
-            .map_err(|e| format!("{cmd:?}: {e}"))?;
-        Ok(server)
+        Ok(Self { child, port })
     }
 
     /// The child's process id.
@@ -71,6 +69,22 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `binary` with quiet logs, bound to loopback `port`, and `env` as the only service settings.
+fn keel_command(binary: &Path, port: u16, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(binary);
+    // Only what a bench passes selects stores: never inherit the caller's service URLs.
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("KEEL_MIGRATE")
+        .env_remove("KEEL_WORKERS")
+        .env("KEEL_BIND", format!("127.0.0.1:{port}"))
+        .env("KEEL_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
 }
 
 /// Waits until something accepts connections on loopback `port`, until `deadline`.

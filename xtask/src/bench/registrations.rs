@@ -2,15 +2,21 @@
 //! the release `keel` binary on Postgres, beside `pgbench -N` in the same run.
 //!
 //! - Baseline: `pgbench -N -c <connections> -j 2` on a scratch database of its own.
-//! - keel: `keel serve` on a scratch database (`KEEL_MIGRATE=true`, default job workers, so each
-//!   registration enqueues its confirmation mail and reminder in its own transaction, as in
-//!   production; `REDIS_URL` passed on when set, so the rate limiter runs on Redis). Users are
-//!   inserted with SQL (no Argon2) and each gets an access token signed with the server's secret.
-//! - Hot phase, once per round: a competition with capacity = requests; every user registers
-//!   once, `connections` at a time (closed loop); registrations/s from the first request to the
-//!   last answer, with p50/p99.
-//! - Over-subscribed phase, once: as many requests for half as many seats; exactly half must be
-//!   201 and the rest 409 `competition-full`.
+//! - keel, two deployments, each `keel serve` on a scratch database of its own
+//!   (`KEEL_MIGRATE=true`; `REDIS_URL` passed on when set, so the rate limiter runs on Redis):
+//!   an all-in-one node (default job workers: the confirmation mails are sent meanwhile, on the
+//!   same cores) and an API node (`KEEL_WORKERS=0`: the mails stay queued, as they would for a
+//!   `keel worker` elsewhere). Each registration enqueues its confirmation mail and reminder in
+//!   its own transaction either way. Users are inserted with SQL (no Argon2) and each gets an
+//!   access token signed with the server's secret.
+//! - Hot phase, once per round and deployment: a competition with capacity = requests; every
+//!   user registers once, `connections` at a time (closed loop); registrations/s from the first
+//!   request to the last answer, with p50/p99. The API node's phase starts once the all-in-one
+//!   node's workers have sent their mails, so the two never share the cores.
+//! - Over-subscribed phase, once (all-in-one): as many requests for half as many seats; exactly
+//!   half must be 201 and the rest 409 `competition-full`.
+//! - Drain, once: a `keel worker` on the API node's database sends the mails it left queued;
+//!   mails/s, and every one delivered once.
 //! - After each phase: `seats_taken == rows == 201 answers` and `seats_taken <= capacity`.
 //!
 //! Both scratch databases are dropped at the end, also when a step fails. Loopback only.
@@ -31,7 +37,7 @@ use super::loadgen::{Connection, new_histogram};
 use super::pg::{self, Scratch};
 use super::process::Server;
 use super::report::{self, median, ms};
-use super::{BenchArgs, build};
+use super::{BenchArgs, build, mail_drain};
 
 /// The issue's goal, registrations per second.
 const GOAL: f64 = 2_000.0;
@@ -59,9 +65,10 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let connections = args.connections.max(1);
     let keel = build(&["--bin", "keel"], "keel")?;
 
-    // Locals drop in reverse order: the server before the databases.
+    // Locals drop in reverse order: the servers before the databases.
     let baseline = Scratch::create(&admin_url, "keel_bench_pgbench")?;
     let db = Scratch::create(&admin_url, "keel_bench_registrations")?;
+    let api_db = Scratch::create(&admin_url, "keel_bench_registrations_api")?;
     eprintln!("pgbench -i -s 1 on {}", baseline.name);
     pg::pgbench(&["-i", "-s", "1", "-q", &baseline.url])?;
     let mut env = vec![
@@ -74,10 +81,16 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         env.push(("REDIS_URL", url.as_str()));
     }
     let server = Server::start(&keel, &env)?;
+    let mut api_env = env.clone();
+    api_env[0] = ("DATABASE_URL", api_db.url.as_str());
+    let worker_env = api_env.clone();
+    api_env.push(("KEEL_WORKERS", "0"));
+    let api = Server::start(&keel, &api_env)?;
     let started = Instant::now();
     let tokens = create_users(&db.url, MAX_USERS)?;
+    let api_tokens = create_users(&api_db.url, MAX_USERS)?;
     eprintln!(
-        "{} users and tokens in {:.2} s",
+        "{} users and tokens per database in {:.2} s",
         tokens.len(),
         started.elapsed().as_secs_f64()
     );
@@ -98,8 +111,20 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         ticks,
     )?;
     eprintln!("warm-up: {}", warm_up.summary());
+    mail_drain::wait_until_sent(&db.url)?;
+    let api_warm_up = run_phase(
+        &runtime,
+        &api,
+        &api_db.url,
+        &api_tokens[..MIN_REQUESTS],
+        MIN_REQUESTS,
+        connections,
+        ticks,
+    )?;
+    eprintln!("API node warm-up: {}", api_warm_up.summary());
     let mut tps = Vec::new();
     let mut hot: Vec<Phase> = Vec::new();
+    let mut api_hot: Vec<Phase> = Vec::new();
     for round in 1..=rounds {
         eprintln!("round {round}/{rounds}");
         let round_tps = pg::pgbench_simple_update(&baseline.url, connections, seconds)?;
@@ -118,6 +143,20 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         )?;
         eprintln!("  hot: {}", phase.summary());
         hot.push(phase);
+        mail_drain::wait_until_sent(&db.url)?;
+        let expected = api_hot.last().unwrap_or(&api_warm_up).rate();
+        let requests = ((expected * 2.0 * seconds as f64) as usize).clamp(MIN_REQUESTS, MAX_USERS);
+        let phase = run_phase(
+            &runtime,
+            &api,
+            &api_db.url,
+            &api_tokens[..requests],
+            requests,
+            connections,
+            ticks,
+        )?;
+        eprintln!("  API node: {}", phase.summary());
+        api_hot.push(phase);
     }
     let requests = hot.last().map_or(MIN_REQUESTS, |p| p.requests) & !1;
     let over = run_phase(
@@ -132,8 +171,16 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     eprintln!("over-subscribed: {}", over.summary());
     drop(runtime);
     drop(server);
+    drop(api);
+    let drain = mail_drain::Drain::run(&keel, &worker_env, &api_db.url, ticks)?;
+    eprintln!("drain: {}", drain.summary());
 
-    let held = warm_up.holds() && hot.iter().all(Phase::holds) && over.holds();
+    let held = [&warm_up, &api_warm_up, &over]
+        .into_iter()
+        .chain(&hot)
+        .chain(&api_hot)
+        .all(Phase::holds)
+        && drain.holds();
     let body = section(&Summary {
         seconds,
         rounds,
@@ -143,6 +190,8 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         warm_up,
         hot,
         over,
+        api_hot,
+        drain,
     });
     println!("{body}");
     if !args.no_write {
@@ -151,7 +200,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     if held {
         Ok(())
     } else {
-        Err("the seat check failed: see the section above".to_owned())
+        Err("the seat or mail check failed: see the section above".to_owned())
     }
 }
 
@@ -562,29 +611,39 @@ struct Summary {
     warm_up: Phase,
     hot: Vec<Phase>,
     over: Phase,
+    /// The API node's rounds (`KEEL_WORKERS=0`).
+    api_hot: Vec<Phase>,
+    /// Its mails, sent afterwards by a `keel worker`.
+    drain: mail_drain::Drain,
+}
+
+/// The median rate of `rounds`, with the p50 and p99 of the round closest to it.
+fn typical(rounds: &[Phase]) -> (f64, String, String) {
+    let rates: Vec<f64> = rounds.iter().map(Phase::rate).collect();
+    let rate = median(&rates);
+    let closest = rounds
+        .iter()
+        .min_by(|a, b| (a.rate() - rate).abs().total_cmp(&(b.rate() - rate).abs()));
+    let (p50, p99) = closest.map_or(("–".to_owned(), "–".to_owned()), |p| {
+        (
+            ms(p.answers.latency.value_at_quantile(0.5)),
+            ms(p.answers.latency.value_at_quantile(0.99)),
+        )
+    });
+    (rate, p50, p99)
 }
 
 /// The markdown section of the bench.
 fn section(s: &Summary) -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let tps = median(&s.tps);
-    let rates: Vec<f64> = s.hot.iter().map(Phase::rate).collect();
-    let rate = median(&rates);
-    // The round with the median rate gives the latencies.
-    let typical = s
-        .hot
-        .iter()
-        .min_by(|a, b| (a.rate() - rate).abs().total_cmp(&(b.rate() - rate).abs()));
-    let (p50, p99) = typical.map_or(("–".to_owned(), "–".to_owned()), |p| {
-        (
-            ms(p.answers.latency.value_at_quantile(0.5)),
-            ms(p.answers.latency.value_at_quantile(0.99)),
-        )
-    });
+    let (rate, p50, p99) = typical(&s.hot);
+    let (api_rate, api_p50, api_p99) = typical(&s.api_hot);
     let over = &s.over;
     let ratio = |r: f64| r / tps.max(f64::MIN_POSITIVE);
-    let verdict = if rate >= GOAL { "met" } else { "not met" };
-    let oversell = if s.hot.iter().all(Phase::holds) && over.holds() && s.warm_up.holds() {
+    let verdict = |r: f64| if r >= GOAL { "met" } else { "not met" };
+    let held = s.hot.iter().chain(&s.api_hot).all(Phase::holds);
+    let oversell = if held && over.holds() && s.warm_up.holds() {
         "none"
     } else {
         "**CHECK FAILED**"
@@ -598,23 +657,36 @@ fn section(s: &Summary) -> String {
         "## registrations\n\n`cargo xtask bench registrations` on {cores} cores, Postgres on 127.0.0.1 \
          (scratch databases created and dropped by the bench), {rounds} rounds, medians of the rounds. \
          Baseline: `pgbench -N -c {conns} -j 2 -T {secs}` (simple-update, scale 1). keel: the release \
-         `keel` binary (`keel serve`, default HTTP and job workers, so the confirmation mail and the \
-         reminder are enqueued in each registration's transaction and mails are sent meanwhile), rate \
-         limiter on {limiter} with the default class raised; {conns} keep-alive connections, closed loop, \
+         `keel` binary, as two deployments on scratch databases of their own: an all-in-one node \
+         (`keel serve`, default HTTP and job workers, so the confirmation mails are sent meanwhile on \
+         the same cores) and an API node (`keel serve` with `KEEL_WORKERS=0`, whose mails a `keel \
+         worker` sends afterwards, as one running on other cores would); either way the confirmation \
+         mail and the reminder are enqueued in each registration's transaction. Rate limiter on \
+         {limiter} with the default class raised; {conns} keep-alive connections, closed loop, \
          each request a distinct user (inserted with SQL, pre-signed access token) on one competition \
          with capacity = requests (sized to about {hot_secs} s at the previous rate; a first phase of \
-         {MIN_REQUESTS} warms up and sizes round 1), timed from the first request to the last answer. \
-         Then one over-subscribed phase: as many requests for half as many seats.\n\n\
+         {MIN_REQUESTS} warms up and sizes round 1), timed from the first request to the last answer; \
+         the API node's round starts once the all-in-one node's workers have sent its mails. Then \
+         one over-subscribed phase (all-in-one): as many requests for half as many seats.\n\n\
          | what | per second | ratio | p50 | p99 |\n|---|---:|---:|---:|---:|\n\
          | `pgbench -N` simple-update, {conns} clients (baseline) | {tps:.0} tx | 1.00× | – | – |\n\
-         | `POST /competitions/{{id}}/registrations`, one hot competition | {rate:.0} registrations | {r:.2}× | {p50} | {p99} |\n\
-         | over-subscribed: {req} requests for {cap} seats | {orate:.0} answers | {ro:.2}× | {op50} | {op99} |\n\n\
-         Goal: ≥ {GOAL:.0} registrations/s: **{verdict}** ({rate:.0}/s). Oversell: {oversell}.\n\n",
+         | `POST /competitions/{{id}}/registrations`, one hot competition, all-in-one node | {rate:.0} registrations | {r:.2}× | {p50} | {p99} |\n\
+         | the same, API node (`KEEL_WORKERS=0`) | {api_rate:.0} registrations | {ra:.2}× | {api_p50} | {api_p99} |\n\
+         | its confirmation mails, sent afterwards by `keel worker` | {drate:.0} mails | {rd:.2}× | – | – |\n\
+         | over-subscribed: {req} requests for {cap} seats, all-in-one | {orate:.0} answers | {ro:.2}× | {op50} | {op99} |\n\n\
+         Goal: ≥ {GOAL:.0} registrations/s: **{api_verdict}** by an API node whose mails a `keel worker` \
+         sends ({api_rate:.0}/s); **{verdict}** by one all-in-one node sending them on the same 2 cores \
+         ({rate:.0}/s). Oversell: {oversell}.\n\n",
         rounds = s.rounds,
         conns = s.connections,
         secs = s.seconds,
         hot_secs = 2 * s.seconds,
         r = ratio(rate),
+        ra = ratio(api_rate),
+        drate = s.drain.rate(),
+        rd = ratio(s.drain.rate()),
+        verdict = verdict(rate),
+        api_verdict = verdict(api_rate),
         req = over.requests,
         cap = over.capacity,
         orate = over.answer_rate(),
@@ -625,7 +697,7 @@ fn section(s: &Summary) -> String {
     for (i, (phase, tps)) in s.hot.iter().zip(&s.tps).enumerate() {
         let _ = writeln!(
             out,
-            "- Round {}: pgbench {tps:.0} tx/s; {:.0} registrations/s ({:.2}×, {} in {:.2} s), \
+            "- Round {}, all-in-one: pgbench {tps:.0} tx/s; {:.0} registrations/s ({:.2}×, {} in {:.2} s), \
              {:.2} commits ({:.2} writing) per registration, keel CPU {:.2} cores, machine {:.2} cores busy; check {}.",
             i + 1,
             phase.rate(),
@@ -639,6 +711,24 @@ fn section(s: &Summary) -> String {
             phase.verdict(),
         );
     }
+    for (i, (phase, tps)) in s.api_hot.iter().zip(&s.tps).enumerate() {
+        let _ = writeln!(
+            out,
+            "- Round {}, API node: {:.0} registrations/s ({:.2}×, {} in {:.2} s), {:.2} commits \
+             ({:.2} writing) per registration, keel CPU {:.2} cores, machine {:.2} cores busy; check {}.",
+            i + 1,
+            phase.rate(),
+            phase.rate() / tps.max(f64::MIN_POSITIVE),
+            phase.requests,
+            phase.elapsed.as_secs_f64(),
+            phase.commits as f64 / phase.requests.max(1) as f64,
+            phase.xids as f64 / phase.requests.max(1) as f64,
+            phase.cpu.server,
+            phase.cpu.machine,
+            phase.verdict(),
+        );
+    }
+    let _ = writeln!(out, "- Drain by `keel worker`: {}.", s.drain.summary());
     let _ = writeln!(
         out,
         "- Warm-up: {:.0} registrations/s; check {}.",
