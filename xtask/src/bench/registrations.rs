@@ -100,27 +100,26 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot start tokio: {e}"))?;
     let ticks = clock_ticks();
 
-    // Warms the server's pools and gives the rate that sizes the first round.
-    let warm_up = run_phase(
-        &runtime,
-        &server,
-        &db.url,
-        &tokens[..MIN_REQUESTS],
-        MIN_REQUESTS,
+    let all_in_one = Target {
+        server: &server,
+        db: &db.url,
+        tokens: &tokens,
         connections,
         ticks,
-    )?;
+    };
+    let api_node = Target {
+        server: &api,
+        db: &api_db.url,
+        tokens: &api_tokens,
+        connections,
+        ticks,
+    };
+
+    // Warms the servers' pools and gives the rates that size the first round.
+    let warm_up = all_in_one.phase(&runtime, MIN_REQUESTS, MIN_REQUESTS)?;
     eprintln!("warm-up: {}", warm_up.summary());
     mail_drain::wait_until_sent(&db.url)?;
-    let api_warm_up = run_phase(
-        &runtime,
-        &api,
-        &api_db.url,
-        &api_tokens[..MIN_REQUESTS],
-        MIN_REQUESTS,
-        connections,
-        ticks,
-    )?;
+    let api_warm_up = api_node.phase(&runtime, MIN_REQUESTS, MIN_REQUESTS)?;
     eprintln!("API node warm-up: {}", api_warm_up.summary());
     let mut tps = Vec::new();
     let mut hot: Vec<Phase> = Vec::new();
@@ -130,44 +129,18 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         let round_tps = pg::pgbench_simple_update(&baseline.url, connections, seconds)?;
         eprintln!("  pgbench -N: {round_tps:.0} tps");
         tps.push(round_tps);
-        let expected = hot.last().unwrap_or(&warm_up).rate();
-        let requests = ((expected * 2.0 * seconds as f64) as usize).clamp(MIN_REQUESTS, MAX_USERS);
-        let phase = run_phase(
-            &runtime,
-            &server,
-            &db.url,
-            &tokens[..requests],
-            requests,
-            connections,
-            ticks,
-        )?;
+        let phase = all_in_one.hot_round(&runtime, hot.last().unwrap_or(&warm_up), seconds)?;
         eprintln!("  hot: {}", phase.summary());
         hot.push(phase);
+        // The API node's round starts once the mails sent meanwhile are out of the way.
         mail_drain::wait_until_sent(&db.url)?;
-        let expected = api_hot.last().unwrap_or(&api_warm_up).rate();
-        let requests = ((expected * 2.0 * seconds as f64) as usize).clamp(MIN_REQUESTS, MAX_USERS);
-        let phase = run_phase(
-            &runtime,
-            &api,
-            &api_db.url,
-            &api_tokens[..requests],
-            requests,
-            connections,
-            ticks,
-        )?;
+        let previous = api_hot.last().unwrap_or(&api_warm_up);
+        let phase = api_node.hot_round(&runtime, previous, seconds)?;
         eprintln!("  API node: {}", phase.summary());
         api_hot.push(phase);
     }
     let requests = hot.last().map_or(MIN_REQUESTS, |p| p.requests) & !1;
-    let over = run_phase(
-        &runtime,
-        &server,
-        &db.url,
-        &tokens[..requests],
-        requests / 2,
-        connections,
-        ticks,
-    )?;
+    let over = all_in_one.phase(&runtime, requests, requests / 2)?;
     eprintln!("over-subscribed: {}", over.summary());
     drop(runtime);
     drop(server);
@@ -275,6 +248,48 @@ fn transactions(url: &str) -> Result<(u64, u64), String> {
         "SELECT xact_commit, pg_current_xact_id()::text::bigint FROM pg_stat_database \
          WHERE datname = current_database()",
     )
+}
+
+/// One deployment under test: its server, its database and its users' tokens.
+struct Target<'a> {
+    server: &'a Server,
+    db: &'a str,
+    tokens: &'a [String],
+    connections: usize,
+    ticks: f64,
+}
+
+impl Target<'_> {
+    /// The first `requests` users register for a new competition with `capacity` seats.
+    fn phase(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        requests: usize,
+        capacity: usize,
+    ) -> Result<Phase, String> {
+        let tokens = &self.tokens[..requests.min(self.tokens.len())];
+        run_phase(
+            runtime,
+            self.server,
+            self.db,
+            tokens,
+            capacity,
+            self.connections,
+            self.ticks,
+        )
+    }
+
+    /// A hot round: capacity = requests, about twice `seconds` at the `previous` phase's rate.
+    fn hot_round(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        previous: &Phase,
+        seconds: u64,
+    ) -> Result<Phase, String> {
+        let requests =
+            ((previous.rate() * 2.0 * seconds as f64) as usize).clamp(MIN_REQUESTS, MAX_USERS);
+        self.phase(runtime, requests, requests)
+    }
 }
 
 /// One phase: `tokens.len()` users register for a new competition with `capacity` seats.
@@ -583,6 +598,23 @@ impl Phase {
         )
     }
 
+    /// A hot round's figures for the report, against the same round's pgbench `tps`.
+    fn round_line(&self, tps: f64) -> String {
+        format!(
+            "{:.0} registrations/s ({:.2}×, {} in {:.2} s), {:.2} commits ({:.2} writing) per \
+             registration, keel CPU {:.2} cores, machine {:.2} cores busy; check {}",
+            self.rate(),
+            self.rate() / tps.max(f64::MIN_POSITIVE),
+            self.requests,
+            self.elapsed.as_secs_f64(),
+            self.commits as f64 / self.requests.max(1) as f64,
+            self.xids as f64 / self.requests.max(1) as f64,
+            self.cpu.server,
+            self.cpu.machine,
+            self.verdict(),
+        )
+    }
+
     fn summary(&self) -> String {
         format!(
             "{:.0} registrations/s ({} requests in {:.2} s), p50 {} p99 {}; {:.2} commits and \
@@ -695,37 +727,19 @@ fn section(s: &Summary) -> String {
         op99 = ms(over.answers.latency.value_at_quantile(0.99)),
     );
     for (i, (phase, tps)) in s.hot.iter().zip(&s.tps).enumerate() {
+        let line = phase.round_line(*tps);
         let _ = writeln!(
             out,
-            "- Round {}, all-in-one: pgbench {tps:.0} tx/s; {:.0} registrations/s ({:.2}×, {} in {:.2} s), \
-             {:.2} commits ({:.2} writing) per registration, keel CPU {:.2} cores, machine {:.2} cores busy; check {}.",
-            i + 1,
-            phase.rate(),
-            phase.rate() / tps.max(f64::MIN_POSITIVE),
-            phase.requests,
-            phase.elapsed.as_secs_f64(),
-            phase.commits as f64 / phase.requests.max(1) as f64,
-            phase.xids as f64 / phase.requests.max(1) as f64,
-            phase.cpu.server,
-            phase.cpu.machine,
-            phase.verdict(),
+            "- Round {}, all-in-one: pgbench {tps:.0} tx/s; {line}.",
+            i + 1
         );
     }
     for (i, (phase, tps)) in s.api_hot.iter().zip(&s.tps).enumerate() {
         let _ = writeln!(
             out,
-            "- Round {}, API node: {:.0} registrations/s ({:.2}×, {} in {:.2} s), {:.2} commits \
-             ({:.2} writing) per registration, keel CPU {:.2} cores, machine {:.2} cores busy; check {}.",
+            "- Round {}, API node: {}.",
             i + 1,
-            phase.rate(),
-            phase.rate() / tps.max(f64::MIN_POSITIVE),
-            phase.requests,
-            phase.elapsed.as_secs_f64(),
-            phase.commits as f64 / phase.requests.max(1) as f64,
-            phase.xids as f64 / phase.requests.max(1) as f64,
-            phase.cpu.server,
-            phase.cpu.machine,
-            phase.verdict(),
+            phase.round_line(*tps)
         );
     }
     let _ = writeln!(out, "- Drain by `keel worker`: {}.", s.drain.summary());
