@@ -9,6 +9,7 @@ pub mod audit;
 pub mod board_feed;
 pub mod competitions;
 pub mod error;
+mod group;
 pub mod health;
 pub mod idempotency;
 pub mod identity;
@@ -26,6 +27,7 @@ pub mod testkit;
 
 pub use audit::PgAuditLog;
 pub use board_feed::PgBoardFeed;
+pub use group::GroupStats;
 pub use health::PgHealth;
 pub use idempotency::PgIdempotencyStore;
 pub use identity::{PgRefreshTokenStore, PgUserStore};

@@ -9,6 +9,7 @@
 //!   taken over gets [`StoreError::Conflict`] and changes nothing.
 //! - Every time written comes from the caller (`now` arguments), never from the database clock.
 
+mod completions;
 mod listener;
 mod rows;
 
@@ -27,10 +28,12 @@ use keel_domain::jobs::{
 };
 use uuid::Uuid;
 
+use self::completions::{Completion, Completions, is_lease_lost};
 use self::listener::{Listener, Wakeups};
 use self::rows::{JOB_COLUMNS, JobRow, into_claimed, into_jobs};
 use crate::PgPool;
 use crate::error::query_error;
+use crate::group::{GroupStats, Grouper};
 use crate::schema::jobs::{self as jobs_table, dsl};
 
 /// Rows deleted per statement by the purge, so it never holds long locks on a big table.
@@ -44,6 +47,8 @@ pub const LEASE_EXPIRED: &str = "lease expired: the worker stopped responding";
 pub struct PgJobQueue {
     pool: PgPool,
     wakeups: Arc<Wakeups>,
+    /// The group commit of completions.
+    completions: Arc<Grouper<Completions>>,
     /// Kept for its `Drop`: the listener stops with the last clone.
     _listener: Option<Arc<Listener>>,
 }
@@ -53,6 +58,7 @@ impl PgJobQueue {
     /// only from changes made through this queue (and its clones); workers poll for the rest.
     pub fn new(pool: PgPool) -> Self {
         Self {
+            completions: Arc::new(Grouper::new(Completions { pool: pool.clone() })),
             pool,
             wakeups: Arc::new(Wakeups::new()),
             _listener: None,
@@ -67,10 +73,15 @@ impl PgJobQueue {
         let wakeups = Arc::new(Wakeups::new());
         let listener = Listener::start(database_url, wakeups.clone()).await?;
         Ok(Self {
-            pool,
-            wakeups,
             _listener: Some(Arc::new(listener)),
+            wakeups,
+            ..Self::new(pool)
         })
+    }
+
+    /// The group commit of completions so far: groups run, jobs completed in them, largest group.
+    pub fn completion_stats(&self) -> GroupStats {
+        self.completions.stats()
     }
 }
 
@@ -154,14 +165,69 @@ fn unlock() -> Unlock {
 }
 
 /// Whether a conditional update on a held lease found its row.
-fn lease_held(updated: usize, claimed: &ClaimedJob) -> Result<(), StoreError> {
+fn lease_held(updated: usize, job: Uuid) -> Result<(), StoreError> {
     if updated == 1 {
         Ok(())
     } else {
-        Err(StoreError::Conflict(format!(
-            "lease on job {} was lost",
-            claimed.job.id
-        )))
+        Err(StoreError::Conflict(format!("lease on job {job} was lost")))
+    }
+}
+
+/// The rows of `job` if `lease` still holds it.
+fn leased(job: Uuid, lease: Uuid) -> LeasedFilter {
+    jobs_table::table.filter(
+        dsl::id
+            .eq(job)
+            .and(dsl::state.eq(JobState::Running.as_str()))
+            .and(dsl::lease_id.eq(lease)),
+    )
+}
+
+/// The filter of [`leased`].
+type LeasedFilter = diesel::dsl::Filter<
+    jobs_table::table,
+    diesel::dsl::And<
+        diesel::dsl::And<diesel::dsl::Eq<dsl::id, Uuid>, diesel::dsl::Eq<dsl::state, &'static str>>,
+        diesel::dsl::Eq<dsl::lease_id, Uuid>,
+    >,
+>;
+
+/// Records one completion on its own: completes the job if its lease still holds it and, when
+/// asked, claims the next job in the same round trip (`keel_complete_and_claim`).
+async fn complete_one(
+    pool: &PgPool,
+    completion: &Completion,
+) -> Result<Option<ClaimedJob>, StoreError> {
+    let mut conn = pool.get().await?;
+    let Some(next) = &completion.next else {
+        let updated = diesel::update(leased(completion.job, completion.lease))
+            .set((
+                dsl::state.eq(JobState::Completed.as_str()),
+                dsl::finished_at.eq(Some(completion.finished)),
+                unlock(),
+            ))
+            .execute(&mut conn)
+            .await
+            .map_err(query_error)?;
+        return lease_held(updated, completion.job).map(|()| None);
+    };
+    let rows: Result<Vec<JobRow>, _> = diesel::sql_query(format!(
+        "SELECT {JOB_COLUMNS} FROM keel_complete_and_claim($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
+    .bind::<SqlUuid, _>(completion.job)
+    .bind::<SqlUuid, _>(completion.lease)
+    .bind::<Timestamptz, _>(completion.finished)
+    .bind::<Text, _>(&next.worker)
+    .bind::<Timestamptz, _>(next.lease_until())
+    .bind::<Timestamptz, _>(next.now)
+    .bind::<Array<Text>, _>(&next.kinds)
+    .bind::<BigInt, _>(1_i64) // one next job, as the port promises
+    .load(&mut conn)
+    .await;
+    match rows {
+        Ok(rows) => Ok(into_claimed(rows)?.into_iter().next()),
+        Err(e) if is_lease_lost(&e) => lease_held(0, completion.job).map(|()| None),
+        Err(e) => Err(query_error(e)),
     }
 }
 
@@ -173,19 +239,12 @@ impl PgJobQueue {
         V::Changeset: diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send,
     {
         let mut conn = self.pool.get().await?;
-        let updated = diesel::update(
-            jobs_table::table.filter(
-                dsl::id
-                    .eq(claimed.job.id.0)
-                    .and(dsl::state.eq(JobState::Running.as_str()))
-                    .and(dsl::lease_id.eq(claimed.lease)),
-            ),
-        )
-        .set(changes)
-        .execute(&mut conn)
-        .await
-        .map_err(query_error)?;
-        lease_held(updated, claimed)
+        let updated = diesel::update(leased(claimed.job.id.0, claimed.lease))
+            .set(changes)
+            .execute(&mut conn)
+            .await
+            .map_err(query_error)?;
+        lease_held(updated, claimed.job.id.0)
     }
 
     /// Locks one job for an admin change.
@@ -265,34 +324,15 @@ impl JobQueue for PgJobQueue {
         now: DateTime<Utc>,
         next: &ClaimRequest,
     ) -> Result<Option<ClaimedJob>, StoreError> {
-        if next.kinds.is_empty() || next.limit == 0 {
-            self.complete(claimed, now).await?;
-            return Ok(None);
-        }
-        let mut conn = self.pool.get().await?;
-        let rows: Result<Vec<JobRow>, _> = diesel::sql_query(format!(
-            "SELECT {JOB_COLUMNS} FROM keel_complete_and_claim($1, $2, $3, $4, $5, $6, $7, $8)"
-        ))
-        .bind::<SqlUuid, _>(claimed.job.id.0)
-        .bind::<SqlUuid, _>(claimed.lease)
-        .bind::<Timestamptz, _>(now)
-        .bind::<Text, _>(&next.worker)
-        .bind::<Timestamptz, _>(next.lease_until())
-        .bind::<Timestamptz, _>(next.now)
-        .bind::<Array<Text>, _>(&next.kinds)
-        .bind::<BigInt, _>(1_i64) // one next job, as the port promises
-        .load(&mut conn)
-        .await;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(diesel::result::Error::DatabaseError(_, info))
-                if info.message().contains("keel: lease lost") =>
-            {
-                return lease_held(0, claimed).map(|()| None);
-            }
-            Err(e) => return Err(query_error(e)),
-        };
-        Ok(into_claimed(rows)?.into_iter().next())
+        let next = (!next.kinds.is_empty() && next.limit > 0).then(|| next.clone());
+        self.completions
+            .call(Completion {
+                job: claimed.job.id.0,
+                lease: claimed.lease,
+                finished: now,
+                next,
+            })
+            .await
     }
 
     async fn heartbeat(
@@ -305,15 +345,15 @@ impl JobQueue for PgJobQueue {
     }
 
     async fn complete(&self, claimed: &ClaimedJob, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.update_leased(
-            claimed,
-            (
-                dsl::state.eq(JobState::Completed.as_str()),
-                dsl::finished_at.eq(Some(now)),
-                unlock(),
-            ),
-        )
-        .await
+        self.completions
+            .call(Completion {
+                job: claimed.job.id.0,
+                lease: claimed.lease,
+                finished: now,
+                next: None,
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn fail(

@@ -22,11 +22,13 @@ use keel_domain::identity::user::UserId;
 use keel_domain::scoreboard::{ApplyScore, RankedStanding, ScoreStore, ScoredAction, Standing};
 use uuid::Uuid;
 
-pub use batch::{MAX_BATCH, MAX_IN_FLIGHT, ScoreBatchStats};
+/// Counters of the score batches run.
+pub use crate::group::GroupStats as ScoreBatchStats;
+pub use batch::{MAX_BATCH, MAX_IN_FLIGHT};
 
 use crate::PgPool;
 use crate::error::query_error;
-use batch::Batcher;
+use batch::{Batcher, ScoreBatches};
 
 diesel::table! {
     /// One standing per user.
@@ -90,7 +92,7 @@ impl PgScoreStore {
     /// The store over `pool`.
     pub fn new(pool: PgPool) -> Self {
         Self {
-            batcher: Arc::new(Batcher::new(pool.clone())),
+            batcher: Arc::new(ScoreBatches::grouper(pool.clone())),
             pool,
         }
     }
@@ -146,7 +148,7 @@ fn standing((user, score, reached_at): (Uuid, i64, DateTime<Utc>)) -> Standing {
 #[async_trait]
 impl ScoreStore for PgScoreStore {
     async fn apply(&self, action: &ScoredAction) -> Result<ApplyScore, StoreError> {
-        self.batcher.apply(action).await
+        self.batcher.call(action.clone()).await
     }
 
     async fn top(&self, limit: u32) -> Result<Vec<RankedStanding>, StoreError> {

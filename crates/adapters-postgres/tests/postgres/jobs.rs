@@ -268,3 +268,56 @@ async fn the_schema_refuses_invalid_jobs() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn busy_workers_complete_in_groups_and_run_each_job_once() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    const JOBS: u32 = 300;
+    let queue = Arc::new(PgJobQueue::new(db.pool().clone()));
+    for n in 0..JOBS {
+        let job = Ping(n).to_new_job(Utc::now()).unwrap();
+        queue.enqueue(job, Utc::now()).await.unwrap();
+    }
+    let (tx, mut pinged) = mpsc::unbounded_channel();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let worker = Worker::new(runtime(queue.clone(), tx.clone()), format!("busy-{w}"));
+            let mut stopped = stopped.clone();
+            tokio::spawn(worker.run(Shutdown::on(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })))
+        })
+        .collect();
+    let mut seen = vec![0u32; JOBS as usize];
+    for _ in 0..JOBS {
+        let n = tokio::time::timeout(WAKE_BOUND, pinged.recv())
+            .await
+            .expect("the workers went on running jobs")
+            .unwrap();
+        seen[n as usize] += 1;
+    }
+    // A ping is sent while its job runs: the workers record the last outcomes as they stop.
+    stop.send(true).unwrap();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert!(seen.iter().all(|&runs| runs == 1), "each job ran once");
+    #[derive(QueryableByName)]
+    struct Left {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = db.pool().get().await.unwrap();
+    let not_completed: Left =
+        diesel::sql_query("SELECT count(*) AS n FROM jobs WHERE state <> 'completed'")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(not_completed.n, 0);
+    let stats = queue.completion_stats();
+    assert_eq!(stats.actions, u64::from(JOBS));
+    assert!(stats.largest > 1, "completions were grouped: {stats:?}");
+}

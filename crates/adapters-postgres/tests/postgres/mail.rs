@@ -149,3 +149,39 @@ async fn deleting_a_user_deletes_their_mail() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_sends_are_stored_in_groups_and_a_refused_one_fails_alone() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let mailbox = std::sync::Arc::new(PgMailbox::new(db.pool().clone()));
+    let user = insert_user(&db).await;
+    let gone = Uuid::new_v4(); // no such account: its message is refused by the foreign key
+    let mails: Vec<Mail> = (0..60)
+        .map(|n| mail(if n == 30 { gone } else { user }, &format!("m{n}")))
+        .collect();
+    let sends = mails.iter().cloned().map(|m| {
+        let mailbox = std::sync::Arc::clone(&mailbox);
+        tokio::spawn(async move { mailbox.send(&m, &to(), Utc::now()).await })
+    });
+    let outcomes: Vec<bool> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|sent| sent.unwrap().is_ok())
+        .collect();
+    let refused: Vec<usize> = (0..60).filter(|&n| !outcomes[n]).collect();
+    assert_eq!(
+        refused,
+        vec![30],
+        "only the message without a recipient fails"
+    );
+    let stored = mailbox.list(UserId(user), None, 100).await.unwrap();
+    assert_eq!(stored.len(), 59);
+    let stats = mailbox.send_stats();
+    assert_eq!(stats.actions, 60);
+    assert!(
+        stats.largest > 1,
+        "concurrent sends were grouped: {stats:?}"
+    );
+}

@@ -1,0 +1,2 @@
+DROP FUNCTION IF EXISTS keel_complete_many_and_claim(
+    uuid[], uuid[], timestamptz[], text[], timestamptz[], timestamptz, text[]);
