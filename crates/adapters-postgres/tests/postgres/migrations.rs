@@ -57,24 +57,29 @@ async fn revert_to(url: &str, version: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_mail_migration_strips_addresses_from_queued_mail_jobs_only() {
     use diesel::sql_types::{Jsonb, Text};
-    use diesel_async::RunQueryDsl;
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
     let Some(db) = TestDatabase::create().await else {
         return;
     };
     revert_to(db.url(), "20261126000011").await;
     let mut conn = db.pool().get().await.unwrap();
-    diesel::sql_query(
+    conn.batch_execute(
         "INSERT INTO users (id, email, display_name, role, password_hash, created_at) VALUES \
          ('00000000-0000-0000-0000-000000000001', 'a@example.com', 'A', 'participant', 'x', now()); \
          INSERT INTO mailbox (id, user_id, to_address, subject, body, sent_at) VALUES \
          (gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 'a@example.com', 's', 'b', now())",
     )
-    .execute(&mut conn)
     .await
     .unwrap();
     for (kind, payload) in [
-        ("mail.send", r#"{"id": 1, "user_id": "u", "to": "a@example.com", "subject": "s"}"#),
-        ("competitions.reminder", r#"{"registration": "r", "to": "a@example.com"}"#),
+        (
+            "mail.send",
+            r#"{"id": 1, "user_id": "u", "to": "a@example.com", "subject": "s"}"#,
+        ),
+        (
+            "competitions.reminder",
+            r#"{"registration": "r", "to": "a@example.com"}"#,
+        ),
         ("other.kind", r#"{"to": "kept"}"#),
     ] {
         diesel::sql_query(
