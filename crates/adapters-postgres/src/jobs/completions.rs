@@ -1,6 +1,8 @@
-//! Group commit of job completions: the completions (and next claims) of a node's concurrent
+//! Group commit of job completions: the completions and next claims of a node's concurrent
 //! workers, run as one call of `keel_complete_many_and_claim` (migration 000013), so a busy node
-//! pays one round trip and one commit per group of finished jobs instead of one per job.
+//! pays one round trip and one commit per group of finished jobs instead of one per job. Idle
+//! workers' claims of one job join the groups too: the wake-up that reaches every idle worker
+//! costs one claim statement, not one per worker.
 //!
 //! Each completion is still conditional on its own lease: the group's statement changes nothing
 //! if any lease was lost, and the group is then recorded one job at a time, so only the caller
@@ -23,16 +25,34 @@ use crate::group::GroupWork;
 /// Most completions in one group.
 pub const MAX_GROUP: usize = 64;
 
-/// One worker's finished job, and the next job it asks for.
+/// A job a worker finished.
 #[derive(Debug, Clone)]
-pub(super) struct Completion {
-    /// The job and the lease it was run under.
+pub(super) struct Finished {
+    /// The job.
     pub job: Uuid,
-    /// The lease id.
+    /// The lease it was run under.
     pub lease: Uuid,
     /// When it finished.
-    pub finished: DateTime<Utc>,
-    /// The next claim (`limit` is taken as 1), if any.
+    pub at: DateTime<Utc>,
+}
+
+impl Finished {
+    /// `claimed`, finished at `at`.
+    pub fn of(claimed: &ClaimedJob, at: DateTime<Utc>) -> Self {
+        Self {
+            job: claimed.job.id.0,
+            lease: claimed.lease,
+            at,
+        }
+    }
+}
+
+/// One worker's turn: the job it finished, if any, and the next job it asks for, if any.
+#[derive(Debug, Clone)]
+pub(super) struct Completion {
+    /// The finished job.
+    pub done: Option<Finished>,
+    /// The next claim (`limit` is taken as 1).
     pub next: Option<ClaimRequest>,
 }
 
@@ -84,9 +104,10 @@ async fn complete_group(
     if let [single] = group {
         return Ok(vec![complete_one(pool, single).await]);
     }
-    let ids: Vec<Uuid> = group.iter().map(|c| c.job).collect();
-    let leases: Vec<Uuid> = group.iter().map(|c| c.lease).collect();
-    let finished: Vec<DateTime<Utc>> = group.iter().map(|c| c.finished).collect();
+    let done: Vec<&Finished> = group.iter().filter_map(|c| c.done.as_ref()).collect();
+    let ids: Vec<Uuid> = done.iter().map(|d| d.job).collect();
+    let leases: Vec<Uuid> = done.iter().map(|d| d.lease).collect();
+    let finished: Vec<DateTime<Utc>> = done.iter().map(|d| d.at).collect();
     let claims: Vec<&ClaimRequest> = group.iter().filter_map(|c| c.next.as_ref()).collect();
     let workers: Vec<&str> = claims.iter().map(|n| n.worker.as_str()).collect();
     let until: Vec<DateTime<Utc>> = claims.iter().map(|n| n.lease_until()).collect();
@@ -191,9 +212,7 @@ mod tests {
 
     fn completion(held: &ClaimedJob, next: Option<&str>) -> Completion {
         Completion {
-            job: held.job.id.0,
-            lease: held.lease,
-            finished: Utc::now(),
+            done: Some(Finished::of(held, Utc::now())),
             next: next.map(request),
         }
     }
@@ -268,9 +287,15 @@ mod tests {
             completion(&held[0], Some("w0")),
             completion(&held[1], Some("w1")),
             completion(&held[2], None),
+            // An idle worker's claim, in the same group.
+            Completion {
+                done: None,
+                next: Some(request("w3")),
+            },
         ];
         let outcomes = complete_group(db.pool(), &group).await.unwrap();
         assert!(matches!(outcomes[0], Ok(Some(_))), "{:?}", outcomes[0]);
+        assert!(matches!(outcomes[3], Ok(Some(_))), "{:?}", outcomes[3]);
         assert!(
             matches!(outcomes[1], Err(StoreError::Conflict(_))),
             "{:?}",

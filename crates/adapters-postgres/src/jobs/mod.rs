@@ -28,7 +28,7 @@ use keel_domain::jobs::{
 };
 use uuid::Uuid;
 
-use self::completions::{Completion, Completions, is_lease_lost};
+use self::completions::{Completion, Completions, Finished, is_lease_lost};
 use self::listener::{Listener, Wakeups};
 use self::rows::{JOB_COLUMNS, JobRow, into_claimed, into_jobs};
 use crate::PgPool;
@@ -192,31 +192,66 @@ type LeasedFilter = diesel::dsl::Filter<
     >,
 >;
 
-/// Records one completion on its own: completes the job if its lease still holds it and, when
+/// Claims up to `request.limit` due jobs on their own (`keel_claim_jobs`), most urgent first.
+async fn claim_jobs(pool: &PgPool, request: &ClaimRequest) -> Result<Vec<ClaimedJob>, StoreError> {
+    let mut conn = pool.get().await?;
+    // `keel_claim_jobs` (migration 000004) is plpgsql, which keeps the claim's plan: planning
+    // the UPDATE with its locking subquery on every call cost ~40% of a no-op job's time.
+    let rows: Vec<JobRow> = diesel::sql_query(format!(
+        "SELECT {JOB_COLUMNS} FROM keel_claim_jobs($1, $2, $3, $4, $5)"
+    ))
+    .bind::<Text, _>(&request.worker)
+    .bind::<Timestamptz, _>(request.lease_until())
+    .bind::<Timestamptz, _>(request.now)
+    .bind::<Array<Text>, _>(&request.kinds)
+    .bind::<BigInt, _>(i64::from(request.limit))
+    .load(&mut conn)
+    .await
+    .map_err(query_error)?;
+    let mut claimed = into_claimed(rows)?;
+    // RETURNING does not keep the subquery's order.
+    claimed.sort_by(|a, b| {
+        (b.job.priority, a.job.run_at, a.job.id).cmp(&(a.job.priority, b.job.run_at, b.job.id))
+    });
+    Ok(claimed)
+}
+
+/// Records one worker's turn on its own: completes its job if the lease still holds it and, when
 /// asked, claims the next job in the same round trip (`keel_complete_and_claim`).
 async fn complete_one(
     pool: &PgPool,
     completion: &Completion,
 ) -> Result<Option<ClaimedJob>, StoreError> {
+    let (done, next) = match (&completion.done, &completion.next) {
+        (None, None) => return Ok(None),
+        (None, Some(next)) => {
+            let one = ClaimRequest {
+                limit: 1,
+                ..next.clone()
+            };
+            return Ok(claim_jobs(pool, &one).await?.into_iter().next());
+        }
+        (Some(done), next) => (done, next),
+    };
     let mut conn = pool.get().await?;
-    let Some(next) = &completion.next else {
-        let updated = diesel::update(leased(completion.job, completion.lease))
+    let Some(next) = next else {
+        let updated = diesel::update(leased(done.job, done.lease))
             .set((
                 dsl::state.eq(JobState::Completed.as_str()),
-                dsl::finished_at.eq(Some(completion.finished)),
+                dsl::finished_at.eq(Some(done.at)),
                 unlock(),
             ))
             .execute(&mut conn)
             .await
             .map_err(query_error)?;
-        return lease_held(updated, completion.job).map(|()| None);
+        return lease_held(updated, done.job).map(|()| None);
     };
     let rows: Result<Vec<JobRow>, _> = diesel::sql_query(format!(
         "SELECT {JOB_COLUMNS} FROM keel_complete_and_claim($1, $2, $3, $4, $5, $6, $7, $8)"
     ))
-    .bind::<SqlUuid, _>(completion.job)
-    .bind::<SqlUuid, _>(completion.lease)
-    .bind::<Timestamptz, _>(completion.finished)
+    .bind::<SqlUuid, _>(done.job)
+    .bind::<SqlUuid, _>(done.lease)
+    .bind::<Timestamptz, _>(done.at)
     .bind::<Text, _>(&next.worker)
     .bind::<Timestamptz, _>(next.lease_until())
     .bind::<Timestamptz, _>(next.now)
@@ -226,7 +261,7 @@ async fn complete_one(
     .await;
     match rows {
         Ok(rows) => Ok(into_claimed(rows)?.into_iter().next()),
-        Err(e) if is_lease_lost(&e) => lease_held(0, completion.job).map(|()| None),
+        Err(e) if is_lease_lost(&e) => lease_held(0, done.job).map(|()| None),
         Err(e) => Err(query_error(e)),
     }
 }
@@ -296,26 +331,19 @@ impl JobQueue for PgJobQueue {
         if request.kinds.is_empty() || request.limit == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.pool.get().await?;
-        // `keel_claim_jobs` (migration 000004) is plpgsql, which keeps the claim's plan: planning
-        // the UPDATE with its locking subquery on every call cost ~40% of a no-op job's time.
-        let rows: Vec<JobRow> = diesel::sql_query(format!(
-            "SELECT {JOB_COLUMNS} FROM keel_claim_jobs($1, $2, $3, $4, $5)"
-        ))
-        .bind::<Text, _>(&request.worker)
-        .bind::<Timestamptz, _>(request.lease_until())
-        .bind::<Timestamptz, _>(request.now)
-        .bind::<Array<Text>, _>(&request.kinds)
-        .bind::<BigInt, _>(i64::from(request.limit))
-        .load(&mut conn)
-        .await
-        .map_err(query_error)?;
-        let mut claimed = into_claimed(rows)?;
-        // RETURNING does not keep the subquery's order.
-        claimed.sort_by(|a, b| {
-            (b.job.priority, a.job.run_at, a.job.id).cmp(&(a.job.priority, b.job.run_at, b.job.id))
-        });
-        Ok(claimed)
+        if request.limit > 1 {
+            return claim_jobs(&self.pool, request).await;
+        }
+        // A worker's claim of one job joins the group commit, with its peers' claims and
+        // completions.
+        let claimed = self
+            .completions
+            .call(Completion {
+                done: None,
+                next: Some(request.clone()),
+            })
+            .await?;
+        Ok(claimed.into_iter().collect())
     }
 
     async fn complete_and_claim(
@@ -327,9 +355,7 @@ impl JobQueue for PgJobQueue {
         let next = (!next.kinds.is_empty() && next.limit > 0).then(|| next.clone());
         self.completions
             .call(Completion {
-                job: claimed.job.id.0,
-                lease: claimed.lease,
-                finished: now,
+                done: Some(Finished::of(claimed, now)),
                 next,
             })
             .await
@@ -347,9 +373,7 @@ impl JobQueue for PgJobQueue {
     async fn complete(&self, claimed: &ClaimedJob, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.completions
             .call(Completion {
-                job: claimed.job.id.0,
-                lease: claimed.lease,
-                finished: now,
+                done: Some(Finished::of(claimed, now)),
                 next: None,
             })
             .await
