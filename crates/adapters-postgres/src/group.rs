@@ -23,6 +23,8 @@ use async_trait::async_trait;
 use keel_domain::StoreError;
 use tokio::sync::oneshot;
 
+use crate::error::POSTGRES;
+
 /// One kind of call that can run in groups.
 #[async_trait]
 pub(crate) trait GroupWork: Send + Sync + 'static {
@@ -173,7 +175,7 @@ impl<W: GroupWork> Grouper<W> {
     /// for its outcome. Needs a tokio runtime.
     pub(crate) async fn call(self: &Arc<Self>, item: W::Item) -> Result<W::Output, StoreError> {
         let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| StoreError::unavailable("postgres", e))?;
+            .map_err(|e| StoreError::unavailable(POSTGRES, e))?;
         let (reply, answer) = oneshot::channel();
         let start = {
             let mut queue = self.queue();
@@ -188,7 +190,7 @@ impl<W: GroupWork> Grouper<W> {
             runtime.spawn(Arc::clone(self).drive());
         }
         answer.await.map_err(|_| {
-            StoreError::unavailable("postgres", format!("{} ended without an answer", W::NAME))
+            StoreError::unavailable(POSTGRES, format!("{} ended without an answer", W::NAME))
         })?
     }
 

@@ -233,19 +233,17 @@ async fn complete_one(
         }
         (Some(done), next) => (done, next),
     };
-    let mut conn = pool.get().await?;
     let Some(next) = next else {
-        let updated = diesel::update(leased(done.job, done.lease))
-            .set((
-                dsl::state.eq(JobState::Completed.as_str()),
-                dsl::finished_at.eq(Some(done.at)),
-                unlock(),
-            ))
-            .execute(&mut conn)
+        let completed = (
+            dsl::state.eq(JobState::Completed.as_str()),
+            dsl::finished_at.eq(Some(done.at)),
+            unlock(),
+        );
+        return update_leased(pool, done.job, done.lease, completed)
             .await
-            .map_err(query_error)?;
-        return lease_held(updated, done.job).map(|()| None);
+            .map(|()| None);
     };
+    let mut conn = pool.get().await?;
     let rows: Result<Vec<JobRow>, _> = diesel::sql_query(format!(
         "SELECT {JOB_COLUMNS} FROM keel_complete_and_claim($1, $2, $3, $4, $5, $6, $7, $8)"
     ))
@@ -266,6 +264,26 @@ async fn complete_one(
     }
 }
 
+/// Applies `changes` to `job` if `lease` still holds it; [`StoreError::Conflict`] otherwise.
+async fn update_leased<V>(
+    pool: &PgPool,
+    job: Uuid,
+    lease: Uuid,
+    changes: V,
+) -> Result<(), StoreError>
+where
+    V: diesel::AsChangeset<Target = jobs_table::table> + Send,
+    V::Changeset: diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send,
+{
+    let mut conn = pool.get().await?;
+    let updated = diesel::update(leased(job, lease))
+        .set(changes)
+        .execute(&mut conn)
+        .await
+        .map_err(query_error)?;
+    lease_held(updated, job)
+}
+
 impl PgJobQueue {
     /// Applies `changes` to the job of `claimed` if its lease is still held.
     async fn update_leased<V>(&self, claimed: &ClaimedJob, changes: V) -> Result<(), StoreError>
@@ -273,13 +291,7 @@ impl PgJobQueue {
         V: diesel::AsChangeset<Target = jobs_table::table> + Send,
         V::Changeset: diesel::query_builder::QueryFragment<diesel::pg::Pg> + Send,
     {
-        let mut conn = self.pool.get().await?;
-        let updated = diesel::update(leased(claimed.job.id.0, claimed.lease))
-            .set(changes)
-            .execute(&mut conn)
-            .await
-            .map_err(query_error)?;
-        lease_held(updated, claimed.job.id.0)
+        update_leased(&self.pool, claimed.job.id.0, claimed.lease, changes).await
     }
 
     /// Locks one job for an admin change.
